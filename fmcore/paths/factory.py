@@ -1,0 +1,92 @@
+"""Build a path from its params section and turn a trained model into an ODE field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fmcore.paths.base import GaussianPath
+from fmcore.paths.diffusion import VEPath, VPPath
+from fmcore.paths.gaussian import CondOTPath, RectifiedFlowPath
+
+__all__ = ["build_path", "velocity_field", "PREDICTIONS"]
+
+PREDICTIONS = ("velocity", "eps", "score")
+
+# kind -> (class, required numeric keys)
+_KINDS: dict[str, tuple[type[GaussianPath], tuple[str, ...]]] = {
+    "cond_ot": (CondOTPath, ("sigma_min",)),
+    "rectified": (RectifiedFlowPath, ()),
+    "vp": (VPPath, ("beta_min", "beta_max", "eps")),
+    "ve": (VEPath, ("sigma_min", "sigma_max", "eps")),
+}
+_NON_PATH_KEYS = ("kind", "objective")
+
+
+def build_path(path_cfg: Mapping[str, Any]) -> GaussianPath:
+    """Build the probability path of one method.
+
+    Args:
+        path_cfg: ``methods[<method>]`` of the params (after job overrides), e.g.
+            ``{"kind": "vp", "objective": "cfm", "beta_min": 0.1, "beta_max": 20.0, "eps": 1e-5}``.
+
+    Returns:
+        The path object.
+
+    Raises:
+        ValueError: unknown kind, a missing key, a key the kind does not use, or a bad value.
+    """
+    kind = path_cfg.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"path.kind={kind!r}: expected one of {sorted(_KINDS)}")
+    cls, keys = _KINDS[kind]
+    missing = [k for k in keys if k not in path_cfg]
+    if missing:
+        raise ValueError(f"path (kind={kind}) is missing key(s) {missing}")
+    extra = sorted(set(path_cfg) - set(keys) - set(_NON_PATH_KEYS))
+    if kind == "rectified" and extra == ["sigma_min"] and float(path_cfg["sigma_min"]) == 0.0:
+        extra = []
+    if extra:
+        raise ValueError(f"path (kind={kind}) has key(s) {extra} it does not use; expected only {list(keys)}")
+    try:
+        return cls(**{k: float(path_cfg[k]) for k in keys})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"path (kind={kind}): {err}") from None
+
+
+def velocity_field(model: nn.Module | Callable[[Tensor, Tensor], Tensor], path: GaussianPath,
+                   prediction: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """Probability-flow ODE field v(t, x) of a trained model.
+
+    The model is called as ``model(x, t.expand(B))`` with t in FM time. Its output means:
+
+    - ``"velocity"``: v(t, x) itself (CFM, OT-CFM, rectified flow).
+    - ``"eps"``: eps_hat(x, t) = E[x_0 | x_t = x] (DDPM); v = (a'/a) x + (sigma' - sigma a'/a) eps_hat.
+    - ``"score"``: the noise-scaled score sigma_t grad log p_t(x) (DSM, ScoreFlow; as score_sde's
+      ``-model/std`` for VP and ``scale_by_sigma`` for VE); s = output / sigma_t and
+      v = (a'/a) x - (sigma' sigma - sigma^2 a'/a) s.
+
+    Args:
+        model: callable ``model(x [B, ...], t [B]) -> [B, ...]``.
+        path: the path the model was trained on.
+        prediction: ``"velocity" | "eps" | "score"``.
+
+    Returns:
+        ``v(t, x)`` with t a 0-dim tensor and x of shape [B, ...].
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction={prediction!r}: expected one of {list(PREDICTIONS)}")
+
+    def v(t: Tensor, x: Tensor) -> Tensor:
+        tb = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(()).expand(x.shape[0])
+        out = model(x, tb)
+        if prediction == "velocity":
+            return out
+        if prediction == "eps":
+            return path.eps_to_velocity(out, x, tb)
+        return path.score_to_velocity(out / path.sigma_t(tb, x), x, tb)
+
+    return v
