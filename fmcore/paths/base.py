@@ -46,7 +46,7 @@ def as_time(t: float | Tensor, x: Tensor) -> Tensor:
         Tensor of shape [B, 1, ..., 1] (or [1, ..., 1] for a scalar t) with x's dtype/device.
     """
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if t.dim() == 0:
+    if t.numel() == 1:
         return t.reshape([1] * x.dim())
     if t.dim() != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"time has shape {tuple(t.shape)}, expected [] or [{x.shape[0]}] for x {tuple(x.shape)}")
