@@ -1,0 +1,117 @@
+# Parameters for the rules: read params/<experiment>.yaml once, validate it, and expose
+# paths, wildcard constraints, per-job parameters and resources. Input functions here only
+# read the params; all computing happens in `python -m fmcore.<cli>` (docs/workflow.md).
+import json
+import shlex
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from fmcore.config import ParamsError, deep_merge, load_params, resolve_job, validate_params
+
+# The Python running Snakemake (.venv/bin/python): every job uses the same environment.
+PY = sys.executable
+
+# The params file: the one given with --configfile, else the Snakefile's `configfile:`.
+# Snakemake would deep-merge the two (smoke jobs leaking into the paper grid), so `config`
+# is replaced by exactly one file, and --config overrides are refused (the CLIs would not
+# see them: they read the params file).
+if len(workflow.overwrite_configfiles) > 1 or workflow.config_settings.config:
+    raise WorkflowError(
+        "fmrepro: give exactly one params file (--configfile params/<experiment>.yaml) and no "
+        "--config overrides; edit the params file instead"
+    )
+PARAMS_FILE = str(workflow.configfiles[0])
+try:
+    PARAMS = load_params(PARAMS_FILE)
+except ParamsError as err:
+    raise WorkflowError(f"invalid parameters: {err}") from None
+config.clear()
+config.update(PARAMS)
+validate(config, schema="../schemas/params.schema.yaml")  # same file as fmcore.config.SCHEMA_PATH
+validate_params(config, source=PARAMS_FILE)
+
+EXP = PARAMS["experiment"]
+DATA_DIR = PARAMS["data_dir"]
+RESULTS = f"{PARAMS['results_dir']}/{EXP}"
+REPORTS = f"reports/{EXP}"
+LOGS = f"logs/{EXP}"
+GRID = list(PARAMS["jobs"].values())
+DATASETS = list(dict.fromkeys(job["dataset"] for job in GRID))
+
+
+wildcard_constraints:
+    dataset="|".join(PARAMS["datasets"]),
+    method="|".join(PARAMS["methods"]),
+
+
+def as_json(value):
+    """A canonical string of a params section (Snakemake's params trigger compares it)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def raw_input(wildcards):
+    """The user-supplied raw data of a dataset ([] for built-in data)."""
+    raw = PARAMS["datasets"][wildcards.dataset].get("raw")
+    return [raw] if raw else []
+
+
+def job_section(*keys):
+    """Input function: the named sections of one job's resolved config, as JSON."""
+    return lambda wc: as_json(
+        {k: resolve_job(PARAMS, wc.dataset, wc.method)[k] for k in keys}
+    )
+
+
+# Defaults for keys a params file leaves out of `resources:` (a light CPU job).
+RESOURCE_DEFAULTS = {
+    "gpus": 0, "nodes": 1, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 60,
+    "partition": "", "launcher": "",
+}
+
+
+def stage_resources(stage, wildcards):
+    """params `resources:` of the dataset (+ job overrides, + the stage's overrides)."""
+    base = PARAMS["resources"][wildcards.dataset]
+    if "method" in wildcards.keys():
+        base = resolve_job(PARAMS, wildcards.dataset, wildcards.method)["resources"]
+    res = deep_merge(RESOURCE_DEFAULTS, base)
+    res = deep_merge(res, base.get(stage))
+    return res
+
+
+def launcher(res):
+    """Command prefix that starts one process per GPU ('' for a single process)."""
+    return {
+        "": "",
+        "srun": "srun --kill-on-bad-exit=1",
+        "torchrun": f"{shlex.quote(PY)} -m torch.distributed.run --standalone "
+        f"--nproc_per_node={res['gpus']} --no-python",
+    }[res["launcher"]]
+
+
+# Snakemake / snakemake-executor-plugin-slurm resource name -> value from params.
+SLURM_RESOURCES = {
+    "gpu": lambda res: res["gpus"],
+    "nodes": lambda res: res["nodes"],
+    "cpus_per_task": lambda res: res["cpus_per_task"],
+    "mem_mb": lambda res: res["mem_mb"],
+    "runtime": lambda res: res["runtime"],
+    "slurm_partition": lambda res: res["partition"],
+    "tasks": lambda res: max(res["gpus"], 1),
+    "tasks_per_gpu": lambda res: 1,
+    "mpi": launcher,
+}
+
+
+def resources_of(stage):
+    """`resources:` of a rule: every entry read from params at job creation."""
+    return {
+        name: (lambda wc, get=get: get(stage_resources(stage, wc)))
+        for name, get in SLURM_RESOURCES.items()
+    }
+
+
+def threads_of(stage):
+    return lambda wc: stage_resources(stage, wc)["cpus_per_task"]

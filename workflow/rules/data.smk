@@ -1,0 +1,38 @@
+# Stage 1: prepared datasets (data/prepared/<dataset>/) and the reference statistics that
+# the evaluation compares samples against (results/<experiment>/<dataset>/reference/).
+
+
+rule prepare:
+    input:
+        raw=raw_input,
+    output:
+        manifest=f"{DATA_DIR}/{{dataset}}/manifest.json",
+        train=f"{DATA_DIR}/{{dataset}}/train.npy",
+        test=f"{DATA_DIR}/{{dataset}}/test.npy",
+    params:
+        dataset=lambda wc: as_json(PARAMS["datasets"][wc.dataset]),
+    log:
+        f"{LOGS}/prepare/{{dataset}}.log",
+    threads: threads_of("prepare")
+    resources:
+        **resources_of("prepare"),
+    shell:
+        "{PY:q} -m fmcore.data prepare --params {PARAMS_FILE:q}"
+        " --dataset {wildcards.dataset:q} > {log:q} 2>&1"
+
+
+rule reference:
+    input:
+        manifest=rules.prepare.output.manifest,
+    output:
+        directory(f"{RESULTS}/{{dataset}}/reference"),
+    params:
+        evaluate=lambda wc: as_json(PARAMS["evaluate"][wc.dataset]),
+    log:
+        f"{LOGS}/reference/{{dataset}}.log",
+    threads: threads_of("evaluate")
+    resources:
+        **resources_of("evaluate"),
+    shell:
+        "{PY:q} -m fmcore.evaluate reference --params {PARAMS_FILE:q}"
+        " --dataset {wildcards.dataset:q} > {log:q} 2>&1"
