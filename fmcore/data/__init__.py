@@ -8,7 +8,7 @@ and ``manifest.json``. Entry point: ``python -m fmcore.data prepare|verify``; se
 from fmcore.data.errors import DataError
 from fmcore.data.loaders import PreparedDataset, load_labels, load_split, to_uint8
 from fmcore.data.manifest import dataset_hash, read_manifest, verify
-from fmcore.data.prepare import SOURCES, prepare
+from fmcore.data.build import SOURCES, prepare
 from fmcore.data.toy2d import CHECKERBOARD_LOG_DENSITY, checkerboard_log_prob, eight_gaussians_log_prob
 
 __all__ = [

@@ -15,7 +15,7 @@ from pathlib import Path
 from fmcore.config import ParamsError, load_params
 from fmcore.data.errors import DataError
 from fmcore.data.manifest import dataset_hash, verify
-from fmcore.data.prepare import prepare
+from fmcore.data.build import prepare
 
 __all__ = ["main"]
 

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from fmcore.data.atomic import atomic_dir
+from fmcore.data.cifar10 import prepare_cifar10
 from fmcore.data.digits import prepare_digits
 from fmcore.data.errors import DataError
+from fmcore.data.imagenet_folder import prepare_imagenet_folder
+from fmcore.data.imagenet_npz import prepare_imagenet_npz
 from fmcore.data.manifest import FORMAT_VERSION, MANIFEST, build_manifest, read_manifest, same_identity, verify
 from fmcore.data.manifest import write_manifest as _write_manifest
 from fmcore.data.toy2d import prepare_toy2d
@@ -24,6 +27,9 @@ __all__ = ["SOURCES", "prepare"]
 SOURCES: dict[str, Callable[[dict, Path | None, Path], dict[str, Any]]] = {
     "toy2d": prepare_toy2d,
     "sklearn_digits": prepare_digits,
+    "cifar10": prepare_cifar10,
+    "imagenet_npz": prepare_imagenet_npz,
+    "imagenet_folder": prepare_imagenet_folder,
 }
 
 

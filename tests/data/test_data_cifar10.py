@@ -1,0 +1,80 @@
+"""CIFAR-10 on a miniature tarball in the official layout: md5 first, restricted unpickling."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+from conftest import make_cifar_tarball, md5
+
+from fmcore.data import DataError, load_labels, load_split, prepare
+from fmcore.data.cifar10 import CIFAR10_MD5, RestrictedUnpickler
+
+
+def cfg(path, **extra):
+    return {"source": "cifar10", "md5": md5(path), **extra}
+
+
+def test_miniature_round_trip(tmp_path):
+    tar = tmp_path / "raw" / "cifar-10-python.tar.gz"
+    content = make_cifar_tarball(tar, n=4)
+    m = prepare("cifar10", cfg(tar), tmp_path / "out", raw=tar.parent)  # a directory holding the tarball
+    assert m["shapes"] == {"train": [20, 3, 32, 32], "test": [4, 3, 32, 32]} and m["dtype"] == "uint8"
+    assert m["source_checksums"]["cifar-10-python.tar.gz"] == f"md5:{md5(tar)}"
+    train = np.load(tmp_path / "out/train.npy")
+    expected = np.concatenate([content[f"data_batch_{i}"][0] for i in range(1, 6)]).reshape(20, 3, 32, 32)
+    assert np.array_equal(train, expected)  # channel-major rows -> [3, 32, 32]
+    assert load_labels(tmp_path / "out", "test").tolist() == content["test_batch"][1]
+    x = load_split(tmp_path / "out", "train")[0]
+    assert x.shape == (3, 32, 32) and -1 <= x.min() and x.max() < 1
+
+
+def test_official_md5_is_the_default_and_checked_first(tmp_path):
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar)
+    with pytest.raises(DataError, match=f"md5 {md5(tar)}, expected {CIFAR10_MD5}"):
+        prepare("cifar10", {"source": "cifar10"}, tmp_path / "out", raw=tar)
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_archive(tmp_path):
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar)
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    with pytest.raises(DataError, match="md5"):  # a truncated download fails the official md5
+        prepare("cifar10", {"source": "cifar10"}, tmp_path / "out", raw=tar)
+    with pytest.raises(DataError, match="truncated or corrupt archive"):  # even if md5 were made to match
+        prepare("cifar10", cfg(tar), tmp_path / "out", raw=tar)
+
+
+def test_missing_tarball_and_missing_member(tmp_path):
+    with pytest.raises(DataError, match="nowhere.tar.gz: missing"):
+        prepare("cifar10", {"source": "cifar10"}, tmp_path / "out", raw=tmp_path / "nowhere.tar.gz")
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, drop=("data_batch_3",))
+    with pytest.raises(DataError, match="lacks cifar-10-batches-py/data_batch_3"):
+        prepare("cifar10", cfg(tar), tmp_path / "out", raw=tar)
+
+
+def test_wrong_image_size(tmp_path):
+    bad = pickle.dumps({b"data": np.zeros((4, 3 * 16 * 16), np.uint8), b"labels": [0] * 4}, protocol=2)
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, overrides={"test_batch": bad})
+    with pytest.raises(DataError, match=r"test_batch: b'data' is uint8 \[4, 768\], expected uint8 \[N, 3072\]"):
+        prepare("cifar10", cfg(tar), tmp_path / "out", raw=tar)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_restricted_unpickler_refuses_code(tmp_path, capsys):
+    evil = pickle.dumps({b"data": _Evil(), b"labels": []}, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="print. is not allowed"):
+        RestrictedUnpickler(io.BytesIO(evil), encoding="bytes").load()
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tar, overrides={"data_batch_2": evil})
+    with pytest.raises(DataError, match="data_batch_2: not a CIFAR-10 batch pickle"):
+        prepare("cifar10", cfg(tar), tmp_path / "out", raw=tar)
+    assert "pwned" not in capsys.readouterr().out
