@@ -1,0 +1,448 @@
+"""MLflow adapter: the only module that talks to MLflow (docs/CONTRACTS.md, "MLflow").
+
+A :class:`Tracker` records params, tags, metrics (with steps) and artifacts of one MLflow
+run. All MLflow calls happen on a background thread, so neither MLflow's start-up cost nor
+a slow or unreachable tracking store ever blocks training. When the store is unavailable
+(server down, SQLite "database is locked"), the tracker says so once, keeps every record
+in memory and in a JSONL spool file, retries with back-off, and delivers the records in
+order when the store answers again, or at :meth:`Tracker.close`. Records still pending at
+exit stay in the spool; ``python -m fmcore.tracking flush SPOOL`` delivers them later.
+
+Typical use (training and evaluation alike)::
+
+    tracker = start_run("smoke", "eval/digits/fm_ot", tags={...}, parent_run_id=train_id,
+                        spool_path=run_dir / "mlflow_spool.jsonl")
+    tracker.log_metrics({"nll_bpd": 1.2}, step=0)
+    tracker.log_npz("sweep.npz", nfe=..., error=...)
+    tracker.close()
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NullTracker",
+    "Tracker",
+    "flatten_params",
+    "flush_spool",
+    "git_commit",
+    "mask_secrets",
+    "start_run",
+    "tracking_uri",
+]
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+SECRET_KEY = re.compile(r"(token|passw(or)?d|secret|api[_.-]?key|credential|private[_.-]?key)", re.I)
+MASK = "***"
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+_PARAM_BATCH = 100  # ... and of params
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested dicts to dotted keys, ``{"train": {"lr": 1e-3}} -> {"train.lr": "0.001"}``."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    return flat
+
+
+def mask_secrets(flat: Mapping[str, str]) -> dict[str, str]:
+    """Replace the value of every key that looks like a secret (token, password, api key) by ``***``."""
+    return {k: (MASK if SECRET_KEY.search(k) else v) for k, v in flat.items()}
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the working tree, or ``"unknown"`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """``mlartifacts/`` beside a SQLite store (absolute ``file:`` URI); None for servers."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    return (db.resolve().parent / "mlartifacts").as_uri()
+
+
+class _Store:
+    """Delivers spooled records to MLflow; every method may raise when the store is unavailable."""
+
+    def __init__(self, uri: str) -> None:
+        if uri.startswith(("http://", "https://")):
+            # Fail fast and let the tracker's own back-off retry (MLflow's default retries
+            # would block for minutes).
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        if not uri.startswith("sqlite:///"):
+            self.client = MlflowClient(tracking_uri=uri)
+        else:
+            # Two jobs creating the same SQLite store at once corrupt its schema migration
+            # ("table _alembic_tmp_... already exists"): serialise the first touch.
+            db = Path(uri[len("sqlite:///"):])
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with open(db.with_name(db.name + ".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    self.client = MlflowClient(tracking_uri=uri)
+                    self.client.search_experiments(max_results=1)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=_artifact_root(self.uri))
+        except MlflowException:  # created concurrently by another job
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def deliver(self, run_id: str | None, rec: dict) -> str | None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        op = rec["op"]
+        if op == "start":
+            run = self.client.create_run(self.experiment_id(rec["experiment"]), run_name=rec["run_name"],
+                                         tags=rec["tags"])
+            run_id = run.info.run_id
+            items = sorted(rec["params"].items())
+            for i in range(0, len(items), _PARAM_BATCH):
+                self.client.log_batch(run_id, params=[Param(k, v) for k, v in items[i:i + _PARAM_BATCH]])
+        elif op == "resume":
+            self.client.update_run(rec["run_id"], status="RUNNING")
+            run_id = rec["run_id"]
+        elif op == "metrics":
+            ms = [Metric(k, float(v), rec["ts"], rec["step"]) for k, v in rec["values"].items()]
+            self.client.log_batch(run_id, metrics=ms)
+        elif op == "tags":
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in rec["values"].items()])
+        elif op == "artifact":
+            self.client.log_artifact(run_id, rec["path"], artifact_path=rec.get("artifact_path"))
+        elif op == "end":
+            self.client.set_terminated(run_id, status=rec["status"])
+        else:
+            raise ValueError(f"unknown spool record op {op!r}")
+        return run_id
+
+
+class Tracker:
+    """One MLflow run, logged asynchronously with an on-disk spool (see module docstring).
+
+    Args:
+        uri: tracking URI (``tracking_uri()`` by default).
+        spool_path: JSONL file for undelivered records; None keeps them in memory only.
+        retry_s: first back-off after a failure, doubled up to ``max_retry_s``.
+        interval_s: how often queued records are delivered in one batch.
+    """
+
+    def __init__(self, uri: str | None = None, spool_path: str | Path | None = None,
+                 retry_s: float = 0.5, max_retry_s: float = 15.0, interval_s: float = 1.0,
+                 quiet: bool = False) -> None:
+        self.uri = uri or tracking_uri()
+        self.spool_path = Path(spool_path) if spool_path is not None else None
+        self.run_id: str | None = None
+        self._pending: list[dict] = []  # owned by the worker thread (and by flush_spool)
+        self._incoming: list[dict] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._retry_s, self._max_retry_s, self._interval_s = retry_s, max_retry_s, interval_s
+        self._quiet, self._warned = quiet, False
+        self._store: _Store | None = None
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+        self._thread: threading.Thread | None = None
+        self._spool_uri: str | None = None
+        if self.spool_path is not None and self.spool_path.exists():
+            self._load_spool()
+
+    # -- public API (main thread) -------------------------------------------------------
+    def start(self, experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
+              params: Mapping[str, Any] | None = None, run_id: str | None = None,
+              parent_run_id: str | None = None) -> Tracker:
+        """Create the run (or continue ``run_id``) and start the background worker."""
+        if run_id is not None:
+            self.run_id = run_id
+            self._put({"op": "resume", "run_id": run_id})
+        elif not any(r["op"] == "start" for r in self._pending):  # a spooled start is replayed
+            tags = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+            self._put({"op": "start", "experiment": experiment, "run_name": run_name,
+                       "tags": {k: str(v) for k, v in tags.items()},
+                       "params": mask_secrets(flatten_params(params or {}))})
+        self._thread = threading.Thread(target=self._work, name="fmcore-tracking", daemon=True)
+        self._thread.start()
+        return self
+
+    def log_metrics(self, values: Mapping[str, float], step: int) -> None:
+        """Queue metrics at a step (timestamped now); never blocks on MLflow."""
+        self._put({"op": "metrics", "step": int(step), "ts": int(time.time() * 1000),
+                   "values": {k: float(v) for k, v in values.items()}})
+
+    def set_tags(self, values: Mapping[str, Any]) -> None:
+        """Queue run tags."""
+        self._put({"op": "tags", "values": {k: str(v) for k, v in values.items()}})
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Queue a file as an artifact; the file must still exist when it is delivered."""
+        self._put({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
+
+    def log_npz(self, name: str, **arrays: np.ndarray) -> Path:
+        """Save ``arrays`` to ``name`` (npz) beside the spool (or in a temp dir) and log it."""
+        if self.spool_path is not None:
+            folder = self.spool_path.parent / "mlflow_artifacts"
+        else:
+            self._tmpdir = self._tmpdir or tempfile.TemporaryDirectory(prefix="fmcore-mlflow-")
+            folder = Path(self._tmpdir.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.log_artifact(path)
+        return path
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is delivered; False if still pending after ``timeout``."""
+        self._idle.clear()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._idle.wait(0.05) and not self._has_work():
+                return True
+            self._wake.set()
+        return not self._has_work()
+
+    def close(self, status: str = "FINISHED", timeout: float = 60.0) -> bool:
+        """End the run with ``status`` (FINISHED, FAILED, KILLED) and deliver what is pending.
+
+        Returns True when nothing is left in the spool.
+        """
+        self._put({"op": "end", "status": status})
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        left = self._has_work()
+        if left:
+            self._write_spool()
+            self._say(f"MLflow: {len(self._pending) + len(self._incoming)} records not delivered; "
+                      f"they are in {self.spool_path or 'memory (lost)'}; deliver them with "
+                      f"'python -m fmcore.tracking flush {self.spool_path}'")
+        if self._tmpdir is not None and not left:
+            self._tmpdir.cleanup()
+        return not left
+
+    # -- worker -------------------------------------------------------------------------
+    def _put(self, rec: dict) -> None:
+        with self._lock:
+            self._incoming.append(rec)
+
+    def _has_work(self) -> bool:
+        with self._lock:
+            return bool(self._pending or self._incoming)
+
+    def _say(self, msg: str) -> None:
+        if not self._quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def _work(self) -> None:
+        delay = self._retry_s
+        while True:
+            # Deliver in batches every ``interval_s`` (or at once on flush/close); after a
+            # failure, back off.
+            self._wake.wait(delay if self._pending else self._interval_s)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            if self._try_deliver():
+                delay = self._retry_s
+                self._idle.set()
+                if stopping:
+                    return
+            else:
+                if stopping:
+                    return
+                delay = min(delay * 2, self._max_retry_s)
+
+    def _try_deliver(self) -> bool:
+        with self._lock:
+            self._pending.extend(self._incoming)
+            self._incoming.clear()
+        try:
+            if self._store is None:
+                self._store = _Store(self.uri)
+            while self._pending:
+                n = self._deliver_head()
+                with self._lock:
+                    del self._pending[:n]
+        except Exception as exc:  # noqa: BLE001 - any store failure means "buffer and retry"
+            self._store = None if "locked" not in str(exc) else self._store
+            if not self._warned:
+                self._warned = True
+                self._say(f"MLflow tracking store {self.uri} unavailable ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); buffering records in "
+                          f"memory and {self.spool_path or 'no spool file'}, retrying in the background")
+            self._write_spool()
+            return False
+        if self._warned:
+            self._warned = False
+            self._say(f"MLflow tracking store {self.uri} reachable again; buffered records delivered")
+        if self.spool_path is not None and self.spool_path.exists():
+            self.spool_path.unlink()
+        return True
+
+    def _deliver_head(self) -> int:
+        """Deliver the first pending record (consecutive metrics in one batch); return how many."""
+        head = self._pending[0]
+        if head["op"] != "metrics":
+            self.run_id = self._store.deliver(self.run_id, head)
+            return 1
+        n, total = 0, 0
+        while n < len(self._pending) and self._pending[n]["op"] == "metrics":
+            total += len(self._pending[n]["values"])
+            if total > _BATCH and n:
+                break
+            n += 1
+        from mlflow.entities import Metric
+
+        ms = [Metric(k, v, r["ts"], r["step"]) for r in self._pending[:n] for k, v in r["values"].items()]
+        self._store.client.log_batch(self.run_id, metrics=ms)
+        return n
+
+    # -- spool file ---------------------------------------------------------------------
+    def _write_spool(self) -> None:
+        if self.spool_path is None:
+            return
+        with self._lock:
+            records = [{"op": "state", "uri": self.uri, "run_id": self.run_id}, *self._pending,
+                       *self._incoming]
+        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.spool_path.parent, prefix=".spool-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.spool_path)
+
+    def _load_spool(self) -> None:
+        lines = self.spool_path.read_text(encoding="utf-8").splitlines()
+        try:
+            records = [json.loads(line) for line in lines if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{self.spool_path}: not a tracking spool (line {exc.lineno}: {exc.msg})") from None
+        for rec in records:
+            if rec.get("op") == "state":
+                self.run_id = self.run_id or rec.get("run_id")
+                self._spool_uri = rec.get("uri")
+            else:
+                self._pending.append(rec)
+
+
+class NullTracker(Tracker):
+    """A tracker that records nothing (tests, ranks other than 0)."""
+
+    def __init__(self) -> None:
+        super().__init__(uri="null://", spool_path=None, quiet=True)
+
+    def start(self, *args: Any, **kwargs: Any) -> Tracker:  # noqa: D102
+        return self
+
+    def _put(self, rec: dict) -> None:
+        pass
+
+    def flush(self, timeout: float = 0.0) -> bool:  # noqa: D102
+        return True
+
+    def close(self, status: str = "FINISHED", timeout: float = 0.0) -> bool:  # noqa: D102
+        return True
+
+
+def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
+              params: Mapping[str, Any] | None = None, run_id: str | None = None,
+              parent_run_id: str | None = None, spool_path: str | Path | None = None,
+              uri: str | None = None) -> Tracker:
+    """Start (or, with ``run_id``, continue) an MLflow run; ``parent_run_id`` links it to a training run.
+
+    Params are flattened to dotted keys and secret-looking keys masked. ``tracker.run_id``
+    is known once the background worker has created the run (``tracker.flush()`` waits).
+    """
+    return Tracker(uri=uri, spool_path=spool_path).start(experiment, run_name, tags=tags, params=params,
+                                                         run_id=run_id, parent_run_id=parent_run_id)
+
+
+def flush_spool(spool_path: str | Path, uri: str | None = None, timeout: float = 120.0) -> bool:
+    """Deliver the records left in a spool file; True when the spool is empty afterwards."""
+    spool_path = Path(spool_path)
+    if not spool_path.exists():
+        raise ValueError(f"{spool_path}: no such spool file")
+    tracker = Tracker(uri=uri, spool_path=spool_path)
+    tracker.uri = uri or tracker._spool_uri or tracker.uri
+    tracker._thread = threading.Thread(target=tracker._work, daemon=True)
+    tracker._thread.start()
+    tracker._stop.set()
+    tracker._wake.set()
+    tracker._thread.join(timeout)
+    if tracker._has_work():
+        tracker._write_spool()
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fmcore.tracking flush SPOOL [--uri URI]``."""
+    parser = argparse.ArgumentParser(prog="python -m fmcore.tracking")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    fl = sub.add_parser("flush", help="deliver the records left in a spool file")
+    fl.add_argument("spool", type=Path)
+    fl.add_argument("--uri", default=None, help="tracking URI (default: the one stored in the spool)")
+    args = parser.parse_args(argv)
+    try:
+        ok = flush_spool(args.spool, uri=args.uri)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("delivered" if ok else f"still pending, kept in {args.spool}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
