@@ -5,7 +5,7 @@ params model section with :func:`build_model`. ``python -m fmcore.models`` print
 parameter counts of the paper's configurations.
 """
 
-from fmcore.models.configs import PAPER_CONFIGS, TINY_DIGITS
+from fmcore.models.configs import PAPER_CONFIGS, TINY_CHECKERBOARD, TINY_DIGITS
 from fmcore.models.embeddings import SinusoidalTimeEmbedding, sinusoidal_embedding
 from fmcore.models.factory import build_model, validate_model_config
 from fmcore.models.mlp import MLP
@@ -13,6 +13,7 @@ from fmcore.models.mlp import MLP
 __all__ = [
     "MLP",
     "PAPER_CONFIGS",
+    "TINY_CHECKERBOARD",
     "TINY_DIGITS",
     "SinusoidalTimeEmbedding",
     "build_model",

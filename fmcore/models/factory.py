@@ -112,20 +112,22 @@ def _validate_unet(cfg: dict) -> dict[str, Any]:
         raise ValueError(
             f"model config key 'attention_resolutions': {bad} not among the U-Net resolutions {levels}"
         )
-    groups = cfg["norm_groups"]
-    for ch in sorted({cfg["model_channels"] * m for m in mult}):
+    groups, width = cfg["norm_groups"], cfg["model_channels"]
+    for ch in sorted({width * m for m in mult}):
         if ch % groups:
             raise ValueError(
                 f"model config key 'model_channels'/'channel_mult': {ch} channels not divisible by "
                 f"norm_groups={groups} (GroupNorm)"
             )
-        if nhc != -1 and ch % nhc and any(size // 2**i == r for i, m in enumerate(mult) for r in attn
-                                          if cfg["model_channels"] * m == ch):
-            raise ValueError(
-                f"model config key 'num_head_channels': {ch} attention channels not divisible by {nhc}"
-            )
+    # attention runs at the listed resolutions and always in the middle block (last level)
+    attn_channels = {width * m for m, r in zip(mult, levels) if r in attn} | {width * mult[-1]}
+    for ch in sorted(attn_channels):
+        if nhc != -1 and ch % nhc:
+            raise ValueError(f"model config key 'num_head_channels': {ch} attention channels not divisible by {nhc}")
         if nhc == -1 and ch % cfg["num_heads"]:
-            raise ValueError(f"model config key 'num_heads': {ch} channels not divisible by {cfg['num_heads']}")
+            raise ValueError(
+                f"model config key 'num_heads': {ch} attention channels not divisible by {cfg['num_heads']}"
+            )
     cfg["channel_mult"], cfg["attention_resolutions"], cfg["dropout"] = mult, attn, float(dropout)
     return cfg
 
