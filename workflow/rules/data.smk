@@ -1,14 +1,13 @@
-# Stage 1: prepared datasets (data/prepared/<dataset>/) and the reference statistics that
-# the evaluation compares samples against (results/<experiment>/<dataset>/reference/).
+# Stage 1: prepared datasets (data/prepared/<dataset>/: {train,test}.npy, labels and
+# manifest.json) and the reference statistics the evaluation compares samples against
+# (results/<experiment>/<dataset>/reference/).
 
 
 rule prepare:
     input:
         raw=raw_input,
     output:
-        manifest=f"{DATA_DIR}/{{dataset}}/manifest.json",
-        train=f"{DATA_DIR}/{{dataset}}/train.npy",
-        test=f"{DATA_DIR}/{{dataset}}/test.npy",
+        data=directory(f"{DATA_DIR}/{{dataset}}"),
     params:
         dataset=lambda wc: as_json(PARAMS["datasets"][wc.dataset]),
     log:
@@ -23,7 +22,7 @@ rule prepare:
 
 rule reference:
     input:
-        manifest=rules.prepare.output.manifest,
+        data=rules.prepare.output.data,
     output:
         directory(f"{RESULTS}/{{dataset}}/reference"),
     params:

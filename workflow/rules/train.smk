@@ -5,7 +5,7 @@
 
 rule train:
     input:
-        manifest=rules.prepare.output.manifest,
+        data=rules.prepare.output.data,
     output:
         checkpoint=f"{RESULTS}/{{dataset}}/{{method}}/checkpoint.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{method}}/train.json",

@@ -1,0 +1,201 @@
+"""Snakemake DAG: job lists and resources (dry runs), params errors, profiles, quoting."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from workflow_util import ROOT, dry_run_jobs, load_yaml, placeholder_raw_inputs, snakemake, write_yaml
+
+from fmcore.config import SCHEMA_PATH, ParamsError, load_params
+from fmcore.models.configs import PAPER_CONFIGS
+
+PAPER = ROOT / "params" / "paper.yaml"
+SMOKE = ROOT / "params" / "smoke.yaml"
+
+
+def test_schema_for_snakemake_is_fmcores_schema():
+    assert (ROOT / "workflow" / "schemas" / "params.schema.yaml").resolve() == SCHEMA_PATH.resolve()
+
+
+def test_default_dry_run_lists_the_smoke_grid():
+    """`snakemake` with no arguments: default profile, params/smoke.yaml, 34 jobs."""
+    out = snakemake("-n", "-F")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "Using workflow specific profile profiles/default" in out.stderr + out.stdout
+    jobs = dry_run_jobs(out.stdout + out.stderr)
+    counts = Counter(j["rule"] for j in jobs)
+    assert counts == {"prepare": 2, "reference": 2, "train": 14, "evaluate": 14, "report": 1, "all": 1}
+    trained = {(j["wildcards"]["dataset"], j["wildcards"]["method"]) for j in jobs if j["rule"] == "train"}
+    params = load_params(SMOKE)
+    assert trained == {(j["dataset"], j["method"]) for j in params["jobs"].values()}
+    train = next(j for j in jobs if j["rule"] == "train")
+    assert train["resources"]["gpu"] == "0" and train["resources"]["mpi"] == ""
+    assert train["log"].startswith("logs/smoke/train/")
+
+
+def test_paper_grid_dry_run_has_the_papers_jobs_and_resources(tmp_path):
+    """`-n --configfile params/paper.yaml` (raw inputs as empty placeholders)."""
+    params = load_params(PAPER)
+    placeholder_raw_inputs(params, tmp_path)
+    out = snakemake("-n", "-d", str(tmp_path), "--configfile", str(PAPER))
+    assert out.returncode == 0, out.stderr + out.stdout
+    jobs = dry_run_jobs(out.stdout + out.stderr)
+    counts = Counter(j["rule"] for j in jobs)
+    assert counts == {"prepare": 4, "reference": 4, "train": 16, "evaluate": 16, "report": 1, "all": 1}
+    table1 = {"fm_ot", "fm_vp", "ddpm", "score_ve", "scoreflow"}
+    expected = {(d, m) for d in ("cifar10", "imagenet32", "imagenet64") for m in table1}
+    expected.add(("imagenet128", "fm_ot"))
+    by_job = {(j["wildcards"]["dataset"], j["wildcards"]["method"]): j for j in jobs if j["rule"] == "train"}
+    assert set(by_job) == expected
+    gpus = {"cifar10": (2, 1), "imagenet32": (4, 1), "imagenet64": (16, 2), "imagenet128": (32, 4)}
+    for (dataset, _), job in by_job.items():
+        res, want = job["resources"], params["resources"][dataset]
+        assert (int(res["gpu"]), int(res["nodes"])) == gpus[dataset]
+        assert int(res["tasks"]) == want["gpus"] and res["tasks_per_gpu"] == "1"
+        assert int(res["mem_mb"]) == want["mem_mb"] and int(res["runtime"]) == want["runtime"]
+        assert res["slurm_partition"] == want["partition"] == "gpu"
+        assert res["cpus_per_task"] == "8" and res["mpi"].startswith("srun")
+    for job in jobs:
+        if job["rule"] in ("evaluate", "reference"):
+            assert job["resources"]["gpu"] == "1" and job["resources"]["mpi"] == "", job
+        if job["rule"] == "prepare":
+            assert job["resources"]["gpu"] == "0" and job["resources"]["slurm_partition"] == "", job
+
+
+def test_paper_params_copy_the_paper_setup():
+    params = load_params(PAPER)
+    for dataset, model in params["models"].items():
+        assert model == PAPER_CONFIGS[dataset], dataset
+    table3 = {  # PROTOCOL.md: iterations, effective batch, lr, precision
+        "cifar10": (391000, 256, 5e-4, "fp32"),
+        "imagenet32": (250000, 1024, 1e-4, "fp32"),
+        "imagenet64": (157000, 2048, 1e-4, "fp16"),
+        "imagenet128": (500000, 1536, 1e-4, "fp16"),
+    }
+    for dataset, (steps, batch, lr, precision) in table3.items():
+        t = params["train"][dataset]
+        assert (t["steps"], t["batch_size"], t["lr"], t["precision"]) == (steps, batch, lr, precision)
+    assert params["train"]["imagenet64"]["lr_schedule"]["kind"] == "constant"
+    assert params["train"]["cifar10"]["lr_schedule"]["warmup_steps"] == 45000
+
+
+def _bad_params(tmp_path: Path, edit) -> Path:
+    params = load_yaml(SMOKE)
+    edit(params)
+    return write_yaml(tmp_path / "bad.yaml", params)
+
+
+BAD = {
+    "unknown_method": (
+        lambda p: p["jobs"]["digits-ddpm"].update(method="ddpm2"),
+        "jobs.digits-ddpm.method: 'ddpm2'",
+    ),
+    "unknown_dataset": (
+        lambda p: p["jobs"].update({"mnist-fm_ot": {"dataset": "mnist", "method": "fm_ot"}}),
+        "dataset 'mnist' is not defined",
+    ),
+    "wrong_type": (lambda p: p["train"]["digits"].update(lr="fast"), "train.digits.lr: 'fast'"),
+    "parent_dir_dataset": (
+        lambda p: p["datasets"].update({"../x": {"source": "toy2d"}}),
+        "'../x' does not match",
+    ),
+    "parent_dir_data_dir": (lambda p: p.update(data_dir="../elsewhere"), "data_dir: '../elsewhere'"),
+    "shell_in_partition": (
+        lambda p: p["resources"]["digits"].update(partition="gpu; touch pwned"),
+        "resources.digits.partition",
+    ),
+    "shell_in_experiment": (lambda p: p.update(experiment="smoke$(id)"), "experiment: 'smoke$(id)'"),
+    "unknown_launcher": (
+        lambda p: p["resources"]["digits"].update(launcher="mpirun -x"),
+        "resources.digits.launcher",
+    ),
+    "unknown_resource": (
+        lambda p: p["resources"]["digits"].update(slurm_extra="--wrap='rm -rf /'"),
+        "resources.digits",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_params_give_one_line_errors_naming_file_key_value(tmp_path, case):
+    edit, expected = BAD[case]
+    path = _bad_params(tmp_path, edit)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and expected in message, message
+
+
+def test_snakemake_reports_bad_params_before_building_the_dag(tmp_path):
+    path = _bad_params(tmp_path, BAD["unknown_method"][0])
+    out = snakemake("-n", "--configfile", str(path))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert f"invalid parameters: {path}: jobs.digits-ddpm.method: 'ddpm2' is not one of" in text
+    assert "Building DAG" not in text
+
+
+def test_config_overrides_and_several_params_files_are_refused():
+    out = snakemake("-n", "--config", "experiment=other")
+    assert out.returncode != 0 and "no --config overrides" in out.stdout + out.stderr
+    out = snakemake("-n", "--configfile", str(SMOKE), str(PAPER))
+    assert out.returncode != 0 and "exactly one params file" in out.stdout + out.stderr
+
+
+def test_configfile_replaces_the_default_params_instead_of_merging(tmp_path):
+    params = load_yaml(SMOKE)
+    params["experiment"] = "mini"
+    params["jobs"] = {"checkerboard-fm_ot": {"dataset": "checkerboard", "method": "fm_ot"}}
+    path = write_yaml(tmp_path / "mini.yaml", params)
+    out = snakemake("-n", "-F", "--configfile", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    counts = Counter(j["rule"] for j in dry_run_jobs(out.stdout + out.stderr))
+    assert counts["train"] == 1 and counts["prepare"] == 1, counts
+
+
+def test_slurm_profile_resolves_by_name_and_submits_through_the_plugin():
+    out = snakemake("-n", "-F", "--workflow-profile", "slurm")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Using workflow specific profile profiles/slurm" in out.stdout + out.stderr
+    profile = load_yaml(ROOT / "profiles" / "slurm" / "config.yaml")
+    assert profile["executor"] == "slurm" and profile["retries"] >= 1
+    assert profile["slurm-logdir"] == "logs/slurm" and profile["slurm-keep-successful-logs"]
+
+
+def _shell_commands() -> list[str]:
+    commands = []
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text(encoding="utf-8")
+        for block in re.findall(r"shell:\n((?:\s+\".*\"\n)+)", text):
+            commands.append("".join(re.findall(r"\"(.*)\"", block)))
+    return commands
+
+
+def test_every_shell_placeholder_is_quoted():
+    commands = _shell_commands()
+    assert len(commands) == 5
+    for cmd in commands:
+        assert "python" not in cmd and cmd.count(" -m fmcore.") == 1, cmd
+        for field in re.findall(r"\{([^{}]+)\}", cmd):
+            assert field.endswith(":q") or field == "resources.mpi", (field, cmd)
+
+
+@pytest.mark.slow
+def test_params_path_with_shell_metacharacters_never_reaches_a_shell_unquoted(tmp_path):
+    """A real job whose params path holds `;`, `$(...)` and a space: it runs, nothing is injected."""
+    params = load_yaml(SMOKE)
+    params["datasets"]["checkerboard"].update(n_train=500, n_test=100)
+    weird = tmp_path / "p a;touch INJECTED;$(touch INJECTED2)"
+    path = write_yaml(weird / "params.yaml", params)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = snakemake("data/prepared/checkerboard", "-c1", "-d", str(work), "--configfile", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (work / "data/prepared/checkerboard/manifest.json").is_file()
+    assert shlex.quote(str(path)) in out.stdout + out.stderr
+    assert not list(tmp_path.rglob("INJECTED*")) and not list(ROOT.glob("INJECTED*"))
+    assert not list(work.glob("INJECTED*"))
