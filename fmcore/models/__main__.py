@@ -2,7 +2,10 @@
 
 Usage::
 
-    python -m fmcore.models [--params params/smoke.yaml] [--json]
+    python -m fmcore.models [--params params/smoke.yaml [--benchmark]] [--json]
+
+``--benchmark`` adds the measured time of one training step (forward + backward + Adam, one
+CPU thread) of each model of the params file at its ``train.<dataset>.batch_size``.
 
 Models are built on the meta device, so even the 500M-parameter ImageNet128 U-Net costs no memory.
 """
@@ -14,6 +17,7 @@ import json
 import sys
 
 import pandas as pd
+import torch
 
 from fmcore.models import PAPER_CONFIGS, count_parameters
 
@@ -50,12 +54,38 @@ def parameter_table(configs: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _benchmark(params: dict) -> pd.DataFrame:
+    """Step timings of every model in ``params`` at its training batch size, on one thread."""
+    from fmcore.models.benchmark import time_train_step
+
+    torch.set_num_threads(1)
+    rows = []
+    for dataset, cfg in params["models"].items():
+        batch_size = params["train"].get(dataset, {}).get("batch_size", 128)
+        timing = time_train_step(cfg, batch_size)
+        rows.append(
+            {
+                "name": f"{params['experiment']}/{dataset}",
+                "batch": batch_size,
+                "step_ms": timing.wall_ms,
+                "step_cpu_ms": timing.cpu_ms,
+                "fwd_ms": timing.forward_wall_ms,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the parameter table; returns the process exit status."""
     parser = argparse.ArgumentParser(prog="python -m fmcore.models", description=__doc__.splitlines()[0])
     parser.add_argument("--params", help="also count the models of this params file (e.g. params/smoke.yaml)")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    parser.add_argument(
+        "--benchmark", action="store_true", help="time a CPU training step of each model of --params"
+    )
     args = parser.parse_args(argv)
+    if args.benchmark and not args.params:
+        parser.error("--benchmark needs --params")
     configs = {f"paper/{k}": v for k, v in PAPER_CONFIGS.items()}
     if args.params:
         from fmcore.config import ParamsError, load_params
@@ -68,13 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         configs.update({f"{params['experiment']}/{k}": v for k, v in params["models"].items()})
     try:
         table = parameter_table(configs)
+        if args.benchmark:
+            table = table.merge(_benchmark(params), on="name", how="left")
     except ValueError as err:
         print(f"error: {args.params}: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(table.to_dict(orient="records"), indent=1))
+        records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+        print(json.dumps(records, indent=1))
     else:
-        print(table.to_string(index=False))
+        print(table.astype(object).where(table.notna(), "-").to_string(index=False))
     return 0
 
 
