@@ -2,13 +2,12 @@
 # paths, wildcard constraints, per-job parameters and resources. Input functions here only
 # read the params; all computing happens in `python -m fmcore.<cli>` (docs/workflow.md).
 import json
-import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from fmcore.config import ParamsError, deep_merge, load_params, resolve_job, validate_params
+from fmcore.config import ParamsError, load_params, resolve_job, validate_params
 
 # The Python running Snakemake (.venv/bin/python): every job uses the same environment.
 PY = sys.executable
@@ -62,56 +61,3 @@ def job_section(*keys):
     return lambda wc: as_json(
         {k: resolve_job(PARAMS, wc.dataset, wc.method)[k] for k in keys}
     )
-
-
-# Defaults for keys a params file leaves out of `resources:` (a light CPU job).
-RESOURCE_DEFAULTS = {
-    "gpus": 0, "nodes": 1, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 60,
-    "partition": "", "launcher": "",
-}
-
-
-def stage_resources(stage, wildcards):
-    """params `resources:` of the dataset (+ job overrides, + the stage's overrides)."""
-    base = PARAMS["resources"][wildcards.dataset]
-    if "method" in wildcards.keys():
-        base = resolve_job(PARAMS, wildcards.dataset, wildcards.method)["resources"]
-    res = deep_merge(RESOURCE_DEFAULTS, base)
-    res = deep_merge(res, base.get(stage))
-    return res
-
-
-def launcher(res):
-    """Command prefix that starts one process per GPU ('' for a single process)."""
-    return {
-        "": "",
-        "srun": "srun --kill-on-bad-exit=1",
-        "torchrun": f"{shlex.quote(PY)} -m torch.distributed.run --standalone "
-        f"--nproc_per_node={res['gpus']} --no-python",
-    }[res["launcher"]]
-
-
-# Snakemake / snakemake-executor-plugin-slurm resource name -> value from params.
-SLURM_RESOURCES = {
-    "gpu": lambda res: res["gpus"],
-    "nodes": lambda res: res["nodes"],
-    "cpus_per_task": lambda res: res["cpus_per_task"],
-    "mem_mb": lambda res: res["mem_mb"],
-    "runtime": lambda res: res["runtime"],
-    "slurm_partition": lambda res: res["partition"],
-    "tasks": lambda res: max(res["gpus"], 1),
-    "tasks_per_gpu": lambda res: 1,
-    "mpi": launcher,
-}
-
-
-def resources_of(stage):
-    """`resources:` of a rule: every entry read from params at job creation."""
-    return {
-        name: (lambda wc, get=get: get(stage_resources(stage, wc)))
-        for name, get in SLURM_RESOURCES.items()
-    }
-
-
-def threads_of(stage):
-    return lambda wc: stage_resources(stage, wc)["cpus_per_task"]
