@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
 DVC = BIN / "dvc"
+SMOKE_PARAMS = ROOT / "params" / "smoke.yaml"
+PAPER_PARAMS = ROOT / "params" / "paper.yaml"
 
 
 def env() -> dict:
