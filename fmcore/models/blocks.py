@@ -33,11 +33,14 @@ def zero_module(module: nn.Module) -> nn.Module:
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm evaluated in float32 and cast back to the input dtype."""
+    """GroupNorm evaluated in at least float32 (fp16/bf16 inputs are upcast, float64 kept)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise x of shape (B, C, ...)."""
-        return super().forward(x.float()).type(x.dtype)
+        """Normalise x of shape (B, C, ...); the result has the dtype of x."""
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        weight = self.weight.to(dtype) if self.weight is not None else None
+        bias = self.bias.to(dtype) if self.bias is not None else None
+        return F.group_norm(x.to(dtype), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
 class Downsample(nn.Module):
