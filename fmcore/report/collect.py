@@ -1,0 +1,188 @@
+"""Read one experiment's training and evaluation runs from MLflow (docs/CONTRACTS.md).
+
+Nothing is recomputed here: every number comes from ``mlflow.search_runs`` (last value of
+each metric) or from ``MlflowClient.get_metric_history``. Per (dataset, method) the
+report uses the latest *finished* evaluation run; its training run (tag
+``fmrepro.train_run_id``, else ``mlflow.parentRunId``) supplies the git commit and the
+data hash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "EVAL_METRICS",
+    "METHOD_ORDER",
+    "ExperimentRuns",
+    "ReportError",
+    "collect_runs",
+    "metric_history",
+    "resolve_tracking_uri",
+]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+METHOD_ORDER = ("fm_ot", "fm_vp", "ddpm", "score_ve", "scoreflow", "rectified_flow", "ot_cfm")
+EVAL_METRICS = ("nll_bpd", "nll_bpd_se", "nll_nats", "nll_nats_se", "quality", "nfe", "straightness")
+_PROVENANCE_TAGS = {"git_commit": "fmrepro.git_commit", "data_hash": "fmrepro.data_hash",
+                    "host": "fmrepro.host", "device": "fmrepro.device"}
+
+
+class ReportError(ValueError):
+    """The report cannot be built (no store, no experiment, inconsistent input)."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
+
+    Raises:
+        ReportError: a ``sqlite:///`` URI whose database file does not exist (MLflow would
+            silently create an empty one).
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.is_file():
+            raise ReportError(f"{uri}: no MLflow database at {db} (run the pipeline first, or pass --tracking-uri)")
+    return uri
+
+
+@contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@dataclass(frozen=True)
+class ExperimentRuns:
+    """What MLflow holds for one experiment.
+
+    Attributes:
+        experiment: experiment name.
+        tracking_uri: where it was read from.
+        train: one row per training run (``train_run_id, dataset, method, status``, tags).
+        evaluations: one row per (dataset, method): the latest finished evaluation run
+            (``eval_run_id, train_run_id``, provenance, ``quality_metric``, ``stand_in``,
+            ``EVAL_METRICS`` columns, ``metric_keys``: tuple of every metric it logged).
+        seen: every (dataset, method) with any training or evaluation run, sorted.
+        notes: human-readable remarks (ignored unfinished or superseded runs).
+    """
+
+    experiment: str
+    tracking_uri: str
+    train: pd.DataFrame
+    evaluations: pd.DataFrame
+    seen: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+
+
+def _column(frame: pd.DataFrame, name: str, default: object = "") -> pd.Series:
+    if name in frame.columns:
+        return frame[name].where(frame[name].notna(), default)
+    return pd.Series([default] * len(frame), index=frame.index, dtype=object)
+
+
+def _iso(ts: object) -> str:
+    return "" if pd.isna(ts) else pd.Timestamp(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _method_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def _base_frame(runs: pd.DataFrame, stage: str) -> pd.DataFrame:
+    sub = runs[_column(runs, "tags.fmrepro.stage") == stage]
+    sub = sub.assign(_order=pd.to_datetime(sub["start_time"], utc=True)).sort_values(
+        ["_order", "run_id"], kind="stable")
+    out = pd.DataFrame({
+        "run_id": sub["run_id"].astype(str),
+        "dataset": _column(sub, "tags.fmrepro.dataset").astype(str),
+        "method": _column(sub, "tags.fmrepro.method").astype(str),
+        "status": sub["status"].astype(str),
+        "start_time": [_iso(t) for t in sub["start_time"]],
+        "end_time": [_iso(t) for t in _column(sub, "end_time", None)],
+    })
+    for col, tag in _PROVENANCE_TAGS.items():
+        out[col] = _column(sub, f"tags.{tag}").astype(str)
+    return out.reset_index(drop=True)
+
+
+def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    evals = _base_frame(runs, "evaluate")
+    sub = runs.set_index("run_id").loc[evals["run_id"]] if len(evals) else runs.iloc[0:0]
+    evals["train_run_id"] = [
+        str(a) if a else str(b) for a, b in zip(_column(sub, "tags.fmrepro.train_run_id"),
+                                                 _column(sub, "tags.mlflow.parentRunId"), strict=True)
+    ]
+    evals["quality_metric"] = list(_column(sub, "tags.fmrepro.quality_metric").astype(str))
+    evals["stand_in"] = list(_column(sub, "tags.fmrepro.stand_in").astype(str))
+    for name in EVAL_METRICS:
+        evals[name] = list(pd.to_numeric(_column(sub, f"metrics.{name}", float("nan")), errors="coerce"))
+    metric_cols = [c for c in runs.columns if c.startswith("metrics.")]
+    evals["metric_keys"] = [
+        tuple(sorted(c[len("metrics."):] for c in metric_cols if pd.notna(row[c])))
+        for _, row in sub.iterrows()
+    ]
+    for row in evals[evals["status"] != "FINISHED"].itertuples():
+        notes.append(f"ignored evaluation run {row.run_id} ({row.dataset}/{row.method}): status {row.status}")
+    evals = evals[evals["status"] == "FINISHED"]
+    superseded = evals[evals.duplicated(["dataset", "method"], keep="last")]
+    for row in superseded.itertuples():
+        notes.append(f"superseded evaluation run {row.run_id} ({row.dataset}/{row.method}): a later one is used")
+    evals = evals.drop_duplicates(["dataset", "method"], keep="last").rename(columns={"run_id": "eval_run_id"})
+    by_id = train.set_index("run_id")
+    for col in _PROVENANCE_TAGS:  # the training run is the source of provenance; eval tags are a fallback
+        evals[col] = [
+            by_id.at[rid, col] if rid in by_id.index and by_id.at[rid, col] else own
+            for rid, own in zip(evals["train_run_id"], evals[col], strict=True)
+        ]
+    return evals.reset_index(drop=True)
+
+
+def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
+    """Read every training and evaluation run of ``experiment``.
+
+    Raises:
+        ReportError: the experiment does not exist in the store.
+    """
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
+        raise ReportError(f"{tracking_uri}: no MLflow experiment named {experiment!r} (known: {known})")
+    with _tracking_uri(tracking_uri):
+        runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
+    if runs.empty:
+        runs = pd.DataFrame(columns=["run_id", "status", "start_time", "end_time"])
+    notes: list[str] = []
+    train = _base_frame(runs, "train")
+    evaluations = _evaluations(runs, train, notes)
+    pairs = {(d, m) for d, m in zip(train["dataset"], train["method"], strict=True)}
+    pairs |= {(d, m) for d, m in zip(*(_base_frame(runs, "evaluate")[c] for c in ("dataset", "method")),
+                                     strict=True)}
+    seen = tuple(sorted(pairs, key=lambda p: (p[0], _method_key(p[1]))))
+    return ExperimentRuns(experiment, tracking_uri, train, evaluations, seen, tuple(notes))
+
+
+def metric_history(client: MlflowClient, run_id: str, key: str) -> pd.DataFrame:
+    """Full history of one metric as a frame ``step, value`` sorted by step.
+
+    A step logged twice (a resumed run) keeps its latest value.
+    """
+    rows = [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)]
+    frame = pd.DataFrame(rows, columns=["step", "timestamp", "value"])
+    frame = frame.sort_values(["step", "timestamp"], kind="stable").drop_duplicates("step", keep="last")
+    return frame[["step", "value"]].reset_index(drop=True)

@@ -1,0 +1,215 @@
+"""Figures 4-7 of the paper, redrawn from one experiment's MLflow records (matplotlib).
+
+- Fig. 4 ``fig4_paths_2d``: rows = methods, columns = time snapshots, 2D histograms.
+- Fig. 5 ``fig5_quality_during_training``: quality (and NLL) vs training step per method.
+- Fig. 6 ``fig6_trajectories``: trajectories from the same noise per method (2D: paths
+  in the plane; images: one sample along t).
+- Fig. 7 ``fig7_solver_sweep``: error vs NFE and quality vs NFE, one line per method
+  (colour) and fixed-step solver (line style).
+A figure without data says so on its canvas instead of being skipped. Figures are built
+with ``matplotlib.figure.Figure`` (no pyplot state) and saved atomically as PNG and PDF
+with the creation-date/software metadata removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from fmcore.report.artifacts import FigureData
+from fmcore.report.io import atomic_write
+
+__all__ = ["FIGURES", "METHOD_LABELS", "draw_figures", "save_figure"]
+
+FIGURES = ("fig4_paths_2d", "fig5_quality_during_training", "fig6_trajectories", "fig7_solver_sweep")
+METHOD_LABELS = {"fm_ot": "FM w/ OT", "fm_vp": "FM w/ Diffusion", "ddpm": "DDPM",
+                 "score_ve": "Score Matching (VE)", "scoreflow": "ScoreFlow",
+                 "rectified_flow": "Rectified flow", "ot_cfm": "OT-CFM (minibatch)"}
+_COLORS = {"fm_ot": "#d62728", "fm_vp": "#1f77b4", "ddpm": "#2ca02c", "score_ve": "#9467bd",
+           "scoreflow": "#8c564b", "rectified_flow": "#ff7f0e", "ot_cfm": "#e377c2"}
+_SOLVER_STYLES = ("-", "--", ":", "-.")
+_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
+
+
+def _label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def _color(method: str) -> str:
+    return _COLORS.get(method, "#7f7f7f")
+
+
+def _placeholder(title: str, message: str) -> Figure:
+    fig = Figure(figsize=(6, 2.5))
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    return fig
+
+
+def fig4_paths_2d(data: FigureData) -> Figure:
+    """Rows = (dataset/)method, columns = snapshot times, 2D histograms of x_t."""
+    pairs = [p for p in data.order if p in data.snapshots and data.snapshots[p]["x"].ndim == 3
+             and data.snapshots[p]["x"].shape[-1] == 2]
+    if not pairs:
+        return _placeholder("Fig. 4: 2D paths", "no 2D snapshots.npz in this experiment's evaluation runs")
+    n_t = max(data.snapshots[p]["t"].shape[0] for p in pairs)
+    final = np.concatenate([data.snapshots[p]["x"][-1] for p in pairs])
+    lim = max(3.0, 1.15 * float(np.quantile(np.abs(final), 0.995)))
+    fig = Figure(figsize=(1.9 * n_t + 1.2, 1.9 * len(pairs)), layout="constrained")
+    axes = fig.subplots(len(pairs), n_t, squeeze=False)
+    many = len({d for d, _ in pairs}) > 1
+    for i, (dataset, method) in enumerate(pairs):
+        snap = data.snapshots[(dataset, method)]
+        for j in range(n_t):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= snap["t"].shape[0]:
+                ax.axis("off")
+                continue
+            x = snap["x"][j]
+            hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=80, range=[[-lim, lim], [-lim, lim]])
+            ax.imshow(hist.T, origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis",
+                      interpolation="nearest", aspect="equal")
+            if i == 0:
+                ax.set_title(f"t = {float(snap['t'][j]):.2f}")
+        axes[i, 0].set_ylabel(f"{dataset}\n{_label(method)}" if many else _label(method))
+    fig.suptitle("Fig. 4: samples along the probability path (t = 0 noise, t = 1 data)")
+    return fig
+
+
+def fig5_quality_during_training(data: FigureData) -> Figure:
+    """Columns = datasets; rows = quality and NLL of EMA weights vs training step, one line per method."""
+    datasets = list(dict.fromkeys(d for d, m in data.order if (d, m) in data.during_training))
+    if not datasets:
+        return _placeholder("Fig. 5: quality during training", "no during_training/* metric histories")
+    kinds = [k for k in ("quality", "nll") if any(k in h for h in data.during_training.values())]
+    fig = Figure(figsize=(4.2 * len(datasets), 3.0 * len(kinds)), layout="constrained")
+    axes = fig.subplots(len(kinds), len(datasets), squeeze=False)
+    for j, dataset in enumerate(datasets):
+        for i, kind in enumerate(kinds):
+            ax = axes[i, j]
+            for d, method in data.order:
+                hist = data.during_training.get((d, method), {}).get(kind)
+                if d == dataset and hist is not None and not hist.empty:
+                    ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=_color(method),
+                            label=_label(method))
+            metric = data.quality_metric.get(dataset, "quality")
+            ylabel = (f"{metric}" + ("" if metric == "fid" else " (stand-in, not FID)")) if kind == "quality" \
+                else f"NLL ({data.nll_unit.get(dataset, 'unit not recorded')})"
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel("training step")
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(dataset)
+                ax.legend(fontsize=7)
+    fig.suptitle("Fig. 5: sample quality during training")
+    return fig
+
+
+def _image(x: np.ndarray) -> np.ndarray:
+    img = (np.clip(x, -1.0, 1.0) + 1.0) / 2.0
+    return img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
+
+
+def _trajectory_block(sub: Figure, data: FigureData, dataset: str) -> None:
+    pairs = [p for p in data.order if p[0] == dataset and p in data.trajectories]
+    first = data.trajectories[pairs[0]]["x"]
+    if first.ndim == 3 and first.shape[-1] == 2:
+        axes = sub.subplots(1, len(pairs), squeeze=False)[0]
+        for ax, (_, method) in zip(axes, pairs, strict=True):
+            x = data.trajectories[(dataset, method)]["x"]
+            ax.plot(x[:, :, 0], x[:, :, 1], color=_color(method), lw=0.6, alpha=0.6)
+            ax.scatter(x[0, :, 0], x[0, :, 1], s=4, c="black", label="x_0 (noise)")
+            ax.scatter(x[-1, :, 0], x[-1, :, 1], s=4, c=_color(method), label="x_1")
+            ax.set_title(_label(method), fontsize=9)
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        sub.suptitle(f"{dataset}: trajectories from the same noise")
+        return
+    n_show = min(8, first.shape[0])
+    axes = sub.subplots(len(pairs), n_show, squeeze=False)
+    for i, (_, method) in enumerate(pairs):
+        traj = data.trajectories[(dataset, method)]
+        for j, k in enumerate(np.linspace(0, traj["x"].shape[0] - 1, n_show).round().astype(int)):
+            ax = axes[i, j]
+            ax.imshow(_image(traj["x"][k, 0]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"t = {float(traj['t'][k]):.2f}", fontsize=8)
+        axes[i, 0].set_ylabel(_label(method), fontsize=8)
+    sub.suptitle(f"{dataset}: one sample along t, same noise for every method")
+
+
+def fig6_trajectories(data: FigureData) -> Figure:
+    """One block per dataset: 2D paths (columns = methods) or image rows (rows = methods)."""
+    datasets = list(dict.fromkeys(d for d, m in data.order if (d, m) in data.trajectories))
+    if not datasets:
+        return _placeholder("Fig. 6: trajectories", "no trajectories.npz in this experiment's evaluation runs")
+    n_methods = max(sum(1 for p in data.order if p[0] == d and p in data.trajectories) for d in datasets)
+    heights = [2.6 if data.trajectories[next(p for p in data.order if p[0] == d and p in
+                                             data.trajectories)]["x"].shape[-1] == 2
+               else 1.1 * n_methods + 0.6 for d in datasets]
+    fig = Figure(figsize=(max(2.2 * n_methods, 8.0), sum(heights)), layout="constrained")
+    subs = fig.subfigures(len(datasets), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for sub, dataset in zip(subs, datasets, strict=True):
+        _trajectory_block(sub, data, dataset)
+    return fig
+
+
+def fig7_solver_sweep(data: FigureData) -> Figure:
+    """Rows = datasets; columns = error and quality vs NFE of fixed-step solvers."""
+    datasets = list(dict.fromkeys(d for d, m in data.order if (d, m) in data.sweep))
+    if not datasets:
+        return _placeholder("Fig. 7: solver sweep", "no sweep/<solver>/* metric histories")
+    solvers = sorted({s for sw in data.sweep.values() for s in sw})
+    styles = {s: _SOLVER_STYLES[i % len(_SOLVER_STYLES)] for i, s in enumerate(solvers)}
+    fig = Figure(figsize=(9.0, 3.2 * len(datasets)), layout="constrained")
+    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    for i, dataset in enumerate(datasets):
+        methods = [m for d, m in data.order if d == dataset and (d, m) in data.sweep]
+        for j, kind in enumerate(("error", "quality")):
+            ax = axes[i, j]
+            for method in methods:
+                for solver, hist in data.sweep[(dataset, method)].items():
+                    if kind in hist and not hist[kind].empty:
+                        ax.plot(hist[kind]["step"], hist[kind]["value"], ls=styles[solver], marker="o",
+                                ms=3, color=_color(method))
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("NFE")
+            metric = data.quality_metric.get(dataset, "quality")
+            ax.set_ylabel("error vs. adaptive solve" if kind == "error"
+                          else metric + ("" if metric == "fid" else " (stand-in)"))
+            ax.set_title(dataset)
+            ax.grid(alpha=0.3)
+        handles = [Line2D([], [], color=_color(m), label=_label(m)) for m in methods]
+        handles += [Line2D([], [], color="black", ls=styles[s], label=s) for s in solvers]
+        axes[i, 1].legend(handles=handles, fontsize=7)
+    fig.suptitle("Fig. 7: fixed-step solvers at low NFE")
+    return fig
+
+
+def save_figure(fig: Figure, out_dir: Path, stem: str, dpi: int = 150) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically, without time/software metadata."""
+    paths = []
+    for fmt in ("png", "pdf"):
+        def write(f, fmt: str = fmt) -> None:
+            fig.savefig(f, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
+        paths.append(atomic_write(Path(out_dir) / f"{stem}.{fmt}", write))
+    return paths
+
+
+def draw_figures(data: FigureData, out_dir: Path) -> list[Path]:
+    """Draw and save Figures 4-7; returns the written paths (PNG, PDF per figure)."""
+    makers = (fig4_paths_2d, fig5_quality_during_training, fig6_trajectories, fig7_solver_sweep)
+    paths: list[Path] = []
+    for stem, make in zip(FIGURES, makers, strict=True):
+        paths += save_figure(make(data), out_dir, stem)
+    return paths

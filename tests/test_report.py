@@ -1,0 +1,265 @@
+"""Report generation from a fabricated MLflow store built through the MLflow client."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+from fmcore.report import TABLE1_COLUMNS, build_report
+from fmcore.report.__main__ import main
+from fmcore.report.io import atomic_write
+from fmcore.report.paper import MODEL_TO_METHOD, load_paper_table, paper_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT = "fab"
+# (dataset, method) -> (nll, quality, nfe); checkerboard is 2D (nats), the others images (bits/dim).
+RESULTS = {
+    ("checkerboard", "fm_ot"): (2.11, 0.05, 80.0),
+    ("checkerboard", "fm_vp"): (2.25, 0.09, 120.0),
+    ("checkerboard", "ddpm"): (2.31, 0.12, 160.0),
+    ("digits", "fm_ot"): (1.41, 12.5, 90.0),
+    ("digits", "ddpm"): (1.52, 11.0, 150.0),
+    ("cifar10", "ddpm"): (3.2, 9.5, 270.0),
+    ("cifar10", "fm_ot"): (3.05, 7.25, 140.0),
+}
+QUALITY = {"checkerboard": "w2_2d", "digits": "fd_digits", "cifar10": "fid"}
+EXPECTED = [("checkerboard", "fm_ot"), ("checkerboard", "fm_vp"), ("checkerboard", "ddpm"),
+            ("digits", "fm_ot"), ("digits", "fm_vp"), ("digits", "ddpm"),
+            ("cifar10", "ddpm"), ("cifar10", "fm_ot")]
+MISSING = ("digits", "fm_vp")
+
+
+def _metrics(values: dict[str, float], histories: dict[str, list[tuple[int, float]]]) -> list[Metric]:
+    out = [Metric(k, v, 1_000, 0) for k, v in values.items()]
+    out += [Metric(k, v, 1_000 + i, step) for k, h in histories.items() for i, (step, v) in enumerate(h)]
+    return out
+
+
+def _npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def _add_job(client: MlflowClient, exp_id: str, dataset: str, method: str, tmp: Path, start: int,
+             result: tuple[float, float, float] | None, status: str = "FINISHED") -> str:
+    tags = {"fmrepro.stage": "train", "fmrepro.dataset": dataset, "fmrepro.method": method,
+            "fmrepro.git_commit": f"commit{start:03d}" + "0" * 31, "fmrepro.data_hash": f"hash-{dataset}"}
+    train = client.create_run(exp_id, start_time=start, tags=tags, run_name=f"train/{dataset}/{method}")
+    train_id = train.info.run_id
+    client.log_batch(train_id, metrics=[Metric("loss", 1.0 / s, 1_000 + s, s) for s in (1, 2, 3)])
+    client.set_terminated(train_id, end_time=start + 1)
+    if result is None and status == "FINISHED":
+        return train_id
+    tags = {"fmrepro.stage": "evaluate", "fmrepro.dataset": dataset, "fmrepro.method": method,
+            "mlflow.parentRunId": train_id, "fmrepro.train_run_id": train_id,
+            "fmrepro.quality_metric": QUALITY[dataset], "fmrepro.stand_in": str(dataset != "cifar10").lower(),
+            "fmrepro.host": "testhost", "fmrepro.device": "cpu"}
+    ev = client.create_run(exp_id, start_time=start + 2, tags=tags, run_name=f"eval/{dataset}/{method}")
+    eval_id = ev.info.run_id
+    if result is not None:
+        nll, quality, nfe = result
+        unit = "nats" if dataset == "checkerboard" else "bpd"
+        values = {f"nll_{unit}": nll, f"nll_{unit}_se": 0.01, "quality": quality, QUALITY[dataset]: quality,
+                  "nfe": nfe, "straightness": 0.1}
+        hist = {"during_training/quality": [(500, quality * 3), (1000, quality * 2), (1500, quality)],
+                "during_training/nll": [(500, nll + 1), (1000, nll + 0.5), (1500, nll)]}
+        for solver, f in (("euler", 3.0), ("midpoint", 2.0), ("rk4", 1.0)):
+            hist[f"sweep/{solver}/error"] = [(n, f / n) for n in (4, 8, 16)]
+            hist[f"sweep/{solver}/quality"] = [(n, quality * (1 + f / n)) for n in (4, 8, 16)]
+        client.log_batch(eval_id, metrics=_metrics(values, hist))
+        rng = np.random.default_rng(start)
+        shape = (2,) if dataset == "checkerboard" else (1, 8, 8)
+        t = np.linspace(0.0, 1.0, 4)
+        d = tmp / eval_id
+        d.mkdir()
+        client.log_artifact(eval_id, str(_npz(d / "snapshots.npz", {"t": t, "x": rng.normal(size=(4, 50, *shape))})))
+        traj = np.linspace(0, 1, 5)
+        client.log_artifact(eval_id, str(_npz(d / "trajectories.npz",
+                                              {"t": traj, "x": rng.normal(size=(5, 6, *shape))})))
+    client.set_terminated(eval_id, status=status, end_time=start + 3)
+    return eval_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One fabricated store: 7 finished jobs, one failed evaluation, one superseded evaluation."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())
+    work = root / "npz"
+    work.mkdir()
+    ids = {}
+    # An older cifar10/fm_ot evaluation with other values: the later one must win.
+    old = _add_job(client, exp_id, "cifar10", "fm_ot", work, 10, (9.99, 99.0, 999.0))
+    for i, pair in enumerate(RESULTS):
+        ids[pair] = _add_job(client, exp_id, *pair, work, 100 + 10 * i, RESULTS[pair])
+    _add_job(client, exp_id, *MISSING, work, 500, None, status="FAILED")
+    return {"uri": uri, "ids": ids, "old": old, "root": root}
+
+
+@pytest.fixture(scope="module")
+def report(store: dict, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("report") / "fab"
+    return build_report(EXPERIMENT, store["uri"], out, expected=EXPECTED)
+
+
+def _csv(report) -> pd.DataFrame:
+    return pd.read_csv(report.out_dir / "table1.csv", keep_default_na=False, dtype=str)
+
+
+def test_rows_columns_and_values(report, store: dict) -> None:
+    table = _csv(report)
+    assert list(table.columns) == TABLE1_COLUMNS
+    assert list(zip(table["dataset"], table["method"], strict=True)) == EXPECTED
+    row = table[(table.dataset == "digits") & (table.method == "ddpm")].iloc[0]
+    assert (float(row.nll_bpd), float(row.quality), float(row.nfe)) == RESULTS[("digits", "ddpm")]
+    assert row.quality_metric == "fd_digits" and row.mlflow_run_id == store["ids"][("digits", "ddpm")]
+    assert row.data_hash == "hash-digits" and row.git_commit.startswith("commit")
+    fm = table[(table.dataset == "digits") & (table.method == "fm_ot")].iloc[0]
+    assert float(fm.nfe_ratio_vs_ddpm) == pytest.approx(90.0 / 150.0)
+
+
+def test_latest_finished_evaluation_wins(report, store: dict) -> None:
+    table = _csv(report)
+    row = table[(table.dataset == "cifar10") & (table.method == "fm_ot")].iloc[0]
+    assert row.mlflow_run_id == store["ids"][("cifar10", "fm_ot")] != store["old"]
+    assert float(row.nll_bpd) == 3.05 and row.quality_metric == "fid"
+    assert any(store["old"] in n and "superseded" in n for n in report.notes)
+
+
+def test_paper_values_joined(report) -> None:
+    table = _csv(report).set_index(["dataset", "method"])
+    assert table.loc[("cifar10", "fm_ot"), ["paper_nll_bpd", "paper_fid", "paper_nfe"]].tolist() == \
+        ["2.99", "6.35", "142"]
+    assert table.loc[("cifar10", "ddpm"), "paper_fid"] == "7.48"
+    for pair in [p for p in EXPECTED if p[0] != "cifar10"]:
+        assert table.loc[pair, ["paper_nll_bpd", "paper_fid", "paper_nfe"]].tolist() == ["", "", ""]
+    paper = load_paper_table()
+    assert set(paper["method"]) - {""} == set(MODEL_TO_METHOD.values())
+    assert (paper["method"] == "").sum() == 6  # the ImageNet-128 GANs: paper only
+
+
+def test_2d_nll_is_in_nats_not_bits_per_dim(report) -> None:
+    table = _csv(report)
+    assert (table[table.dataset == "checkerboard"]["nll_bpd"] == "").all()
+    nats = pd.read_csv(report.out_dir / "table1_nll_nats.csv")
+    assert nats.set_index("method").loc["fm_ot", "nll_nats"] == 2.11
+    md = (report.out_dir / "table1.md").read_text()
+    assert "in nats" in md and "not bits/dim" in md
+
+
+def test_missing_run_is_an_empty_row_with_warning(report, store: dict, tmp_path: Path, capsys) -> None:
+    table = _csv(report)
+    row = table[(table.dataset == "digits") & (table.method == "fm_vp")].iloc[0]
+    assert row[["nll_bpd", "quality", "nfe", "mlflow_run_id", "quality_metric"]].tolist() == [""] * 5
+    assert report.table.missing == [MISSING]
+    assert any("digits/fm_vp" in w for w in report.warnings)
+    assert "digits/fm_vp" in (report.out_dir / "README.md").read_text().split("## Table 1")[0]
+    assert any("status FAILED" in n for n in report.notes)
+    rc = main(["--experiment", EXPERIMENT, "--tracking-uri", store["uri"], "--out", str(tmp_path / "r"), "--no-figures"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning:" in err and "digits/fm_vp" in err
+    # MLflow-only mode: rows are what MLflow holds, sorted by dataset then method order.
+    seen = pd.read_csv(tmp_path / "r" / "table1.csv", keep_default_na=False)
+    assert list(seen["dataset"]) == ["checkerboard"] * 3 + ["cifar10"] * 2 + ["digits"] * 3
+
+
+def test_tables_are_deterministic(report, store: dict, tmp_path: Path) -> None:
+    again = build_report(EXPERIMENT, store["uri"], tmp_path / "fab", expected=EXPECTED, figures=False)
+    for name in ("table1.csv", "table1.md", "table1.tex", "table1_nll_nats.csv"):
+        assert (report.out_dir / name).read_bytes() == (again.out_dir / name).read_bytes(), name
+    assert not list(tmp_path.glob("fab/.*.tmp"))
+
+
+def test_markdown_bold_and_stand_in_caption(report) -> None:
+    md = (report.out_dir / "table1.md").read_text()
+    lines = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in md.splitlines()
+             if line.startswith("| ")}
+    assert "**11.000**" in lines[("digits", "ddpm")] and "**1.410**" in lines[("digits", "fm_ot")]
+    assert "**6.35**" in lines[("cifar10", "fm_ot")]  # paper's best FID, bold like the paper
+    assert "**" not in lines[("digits", "fm_vp")]
+    assert "`fd_digits`, `w2_2d` are stand-ins, not Inception FID" in md
+
+
+def test_latex_is_structurally_balanced(report) -> None:
+    tex = (report.out_dir / "table1.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2
+    for spec, body in re.findall(r"\\begin\{tabular\}\{([lr]+)\}\n(.*?)\\end\{tabular\}", tex, re.S):
+        rows = [ln for ln in body.splitlines() if ln.endswith(r"\\")]
+        assert all(ln.count("&") - ln.count(r"\&") == len(spec) - 1 for ln in rows)
+        assert body.startswith(r"\toprule") and body.rstrip().endswith(r"\bottomrule")
+        assert body.count(r"\midrule") >= 1
+    assert len(re.findall(r"\\begin\{tabular\}\{([lr]+)\}", tex)[0]) == len(TABLE1_COLUMNS)
+    assert tex.count("{") == tex.count("}") and r"\textbf{" in tex and "nll\\_bpd" in tex
+
+
+def test_figures_written(report) -> None:
+    for stem in ("fig4_paths_2d", "fig5_quality_during_training", "fig6_trajectories", "fig7_solver_sweep"):
+        png = (report.out_dir / f"{stem}.png").read_bytes()
+        pdf = (report.out_dir / f"{stem}.pdf").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000, stem
+        assert pdf.startswith(b"%PDF") and len(pdf) > 2_000, stem
+    readme = (report.out_dir / "README.md").read_text()
+    assert "![Figure 7: fixed-step solvers vs NFE](fig7_solver_sweep.png)" in readme
+    assert "testhost" in readme and "hash-digits" in readme
+
+
+def test_cli_params_mode_strict_and_errors(store: dict, tmp_path: Path, capsys) -> None:
+    params = yaml.safe_load((REPO / "params" / "smoke.yaml").read_text())
+    params["experiment"] = EXPERIMENT
+    params["jobs"] = {f"{d}-{m}": {"dataset": d, "method": m} for d, m in EXPECTED if d != "cifar10"}
+    path = tmp_path / "fab.yaml"
+    path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "out"
+    args = ["--params", str(path), "--tracking-uri", store["uri"], "--out", str(out), "--no-figures"]
+    assert main(args + ["--strict"]) == 2
+    table = pd.read_csv(out / "table1.csv", keep_default_na=False)
+    assert len(table) == 6 and "cifar10" not in set(table["dataset"])
+    assert "not in the params' jobs" in (out / "README.md").read_text()
+    before = (out / "table1.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["--experiment", "nope", "--tracking-uri", store["uri"], "--out", str(out)]) == 1
+    assert main(args + ["--experiment", "other"]) == 1
+    assert main(["--experiment", "x", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(e.startswith("error: ") for e in err)
+    assert "'nope'" in err[0] and "'other'" in err[1] and "none.db" in err[2]
+    assert (out / "table1.csv").read_bytes() == before
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "t.csv"
+    target.write_text("old\n")
+
+    def broken(f) -> None:
+        f.write(b"half")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_paper_readme_shows_the_paper_table() -> None:
+    text = (REPO / "reports" / "paper" / "README.md").read_text()
+    assert paper_markdown() in text
+    assert "--configfile params/paper.yaml" in text
+
+
+def test_figures_without_data_are_placeholders(store: dict, tmp_path: Path) -> None:
+    client = MlflowClient(store["uri"])
+    client.create_experiment("empty", artifact_location=(store["root"] / "empty").as_uri())
+    rep = build_report("empty", store["uri"], tmp_path / "e", expected=[("digits", "fm_ot")])
+    assert rep.table.missing == [("digits", "fm_ot")]
+    assert (tmp_path / "e" / "fig4_paths_2d.png").read_bytes().startswith(b"\x89PNG")
+    shutil.rmtree(tmp_path / "e")
