@@ -144,7 +144,8 @@ def test_unet_variants_and_rectangular_channels(updown: bool, scale_shift: bool)
 
 
 def test_attention_resolutions_map_to_levels() -> None:
-    model = build_model({**TINY_DIGITS, "image_size": 16, "channel_mult": [1, 2, 2], "attention_resolutions": [8]})
+    cfg = {**TINY_DIGITS, "image_size": 16, "channel_mult": [1, 2, 2], "attention_resolutions": [8]}
+    model = build_model(cfg)
     n_attn = sum(isinstance(m, AttentionBlock) for m in model.modules())
     # encoder: 1 block at 8px; middle: 1; decoder: num_res_blocks + 1 = 2 at 8px
     assert n_attn == 1 + 1 + 2
@@ -167,7 +168,8 @@ def test_attention_matches_guided_diffusion_legacy_order() -> None:
 
 def test_unet_float64_and_groupnorm_low_precision() -> None:
     model = build_model(TINY_DIGITS).double()
-    assert model(torch.randn(2, 1, 8, 8, dtype=torch.float64), torch.rand(2, dtype=torch.float64)).dtype == torch.float64
+    x64, t64 = torch.randn(2, 1, 8, 8, dtype=torch.float64), torch.rand(2, dtype=torch.float64)
+    assert model(x64, t64).dtype == torch.float64
     norm = model.out[0]
     x = torch.randn(2, 16, 4, 4)
     y = norm(x.bfloat16())
@@ -252,7 +254,8 @@ def test_cli_bad_params_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_time_train_step_reports_positive_times() -> None:
-    timing = time_train_step({"arch": "mlp", "hidden_dim": 16, "num_layers": 2, "time_embed_dim": 8}, 32, steps=2, repeats=1)
+    cfg = {"arch": "mlp", "hidden_dim": 16, "num_layers": 2, "time_embed_dim": 8}
+    timing = time_train_step(cfg, 32, steps=2, repeats=1)
     assert timing.batch_size == 32 and timing.wall_ms > 0 and timing.forward_wall_ms > 0
     with pytest.raises(ValueError, match="batch_size"):
         time_train_step(TINY_CHECKERBOARD, 0)

@@ -33,7 +33,9 @@ def _input_shape(cfg: dict, batch_size: int) -> tuple[int, ...]:
     return (batch_size, cfg["in_channels"], cfg["image_size"], cfg["image_size"])
 
 
-def time_train_step(model_cfg: dict, batch_size: int, steps: int = 10, repeats: int = 3, seed: int = 0) -> StepTiming:
+def time_train_step(
+    model_cfg: dict, batch_size: int, steps: int = 10, repeats: int = 3, seed: int = 0
+) -> StepTiming:
     """Measure forward + backward + Adam step, and a no-grad forward, of ``build_model(model_cfg)``.
 
     Args:
@@ -47,7 +49,9 @@ def time_train_step(model_cfg: dict, batch_size: int, steps: int = 10, repeats: 
         The :class:`StepTiming`.
     """
     if batch_size < 1 or steps < 1 or repeats < 1:
-        raise ValueError(f"batch_size, steps, repeats: expected integers >= 1, got {batch_size}, {steps}, {repeats}")
+        raise ValueError(
+            f"batch_size, steps, repeats: expected integers >= 1, got {batch_size}, {steps}, {repeats}"
+        )
     cfg = validate_model_config(model_cfg)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

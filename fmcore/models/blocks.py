@@ -22,7 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AttentionBlock", "Downsample", "GroupNorm32", "ResBlock", "TimestepSequential", "Upsample"]
+__all__ = [
+    "AttentionBlock",
+    "Downsample",
+    "GroupNorm32",
+    "ResBlock",
+    "TimestepSequential",
+    "Upsample",
+    "zero_module",
+]
 
 
 def zero_module(module: nn.Module) -> nn.Module:
@@ -56,7 +64,9 @@ class Downsample(nn.Module):
         super().__init__()
         out_channels = out_channels or channels
         if not use_conv and out_channels != channels:
-            raise ValueError(f"Downsample: pooling keeps {channels} channels, got out_channels={out_channels}")
+            raise ValueError(
+                f"Downsample: pooling keeps {channels} channels, got out_channels={out_channels}"
+            )
         self.op: nn.Module = (
             nn.Conv2d(channels, out_channels, 3, stride=2, padding=1) if use_conv else nn.AvgPool2d(2)
         )
@@ -79,7 +89,9 @@ class Upsample(nn.Module):
         super().__init__()
         out_channels = out_channels or channels
         if not use_conv and out_channels != channels:
-            raise ValueError(f"Upsample: interpolation keeps {channels} channels, got out_channels={out_channels}")
+            raise ValueError(
+                f"Upsample: interpolation keeps {channels} channels, got out_channels={out_channels}"
+            )
         self.conv = nn.Conv2d(channels, out_channels, 3, padding=1) if use_conv else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +180,9 @@ class AttentionBlock(nn.Module):
         norm_groups: groups of the GroupNorm.
     """
 
-    def __init__(self, channels: int, num_heads: int = 1, num_head_channels: int = -1, norm_groups: int = 32) -> None:
+    def __init__(
+        self, channels: int, num_heads: int = 1, num_head_channels: int = -1, norm_groups: int = 32
+    ) -> None:
         super().__init__()
         if num_head_channels == -1:
             self.num_heads = num_heads

@@ -123,7 +123,9 @@ def _validate_unet(cfg: dict) -> dict[str, Any]:
     attn_channels = {width * m for m, r in zip(mult, levels) if r in attn} | {width * mult[-1]}
     for ch in sorted(attn_channels):
         if nhc != -1 and ch % nhc:
-            raise ValueError(f"model config key 'num_head_channels': {ch} attention channels not divisible by {nhc}")
+            raise ValueError(
+                f"model config key 'num_head_channels': {ch} attention channels not divisible by {nhc}"
+            )
         if nhc == -1 and ch % cfg["num_heads"]:
             raise ValueError(
                 f"model config key 'num_heads': {ch} attention channels not divisible by {cfg['num_heads']}"

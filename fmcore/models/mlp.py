@@ -30,7 +30,9 @@ class MLP(nn.Module):
         time_embed_dim: width of the sinusoidal time embedding concatenated to x.
     """
 
-    def __init__(self, dim: int = 2, hidden_dim: int = 256, num_layers: int = 4, time_embed_dim: int = 64) -> None:
+    def __init__(
+        self, dim: int = 2, hidden_dim: int = 256, num_layers: int = 4, time_embed_dim: int = 64
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.time_embed = SinusoidalTimeEmbedding(time_embed_dim)

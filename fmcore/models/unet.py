@@ -23,8 +23,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fmcore.models.blocks import AttentionBlock, Downsample, GroupNorm32, ResBlock, TimestepSequential, Upsample
-from fmcore.models.blocks import zero_module
+from fmcore.models.blocks import (
+    AttentionBlock,
+    Downsample,
+    GroupNorm32,
+    ResBlock,
+    TimestepSequential,
+    Upsample,
+    zero_module,
+)
 from fmcore.models.embeddings import sinusoidal_embedding
 
 __all__ = ["UNet"]
@@ -128,7 +135,8 @@ class UNet(nn.Module):
         """
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x: expected shape (batch_size, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+            shape = ", ".join(map(str, expected))
+            raise ValueError(f"x: expected shape (batch_size, {shape}), got {tuple(x.shape)}")
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
         if t.shape != (x.shape[0],):
             raise ValueError(f"t: expected shape ({x.shape[0]},), got {tuple(t.shape)}")
