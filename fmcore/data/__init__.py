@@ -5,11 +5,23 @@ Prepared format (docs/CONTRACTS.md): ``<data_dir>/<dataset>/{train,test}.npy`` (
 and ``manifest.json``. Entry point: ``python -m fmcore.data prepare|verify``; see docs/data.md.
 """
 
-from fmcore.data.errors import DataError
-from fmcore.data.loaders import PreparedDataset, load_labels, load_split, to_uint8
-from fmcore.data.manifest import dataset_hash, read_manifest, verify
+from typing import Any
+
 from fmcore.data.build import SOURCES, prepare
+from fmcore.data.errors import DataError
+from fmcore.data.manifest import dataset_hash, read_manifest, verify
 from fmcore.data.toy2d import CHECKERBOARD_LOG_DENSITY, checkerboard_log_prob, eight_gaussians_log_prob
+
+_LOADERS = ("PreparedDataset", "load_labels", "load_split", "to_uint8")
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch-based loaders on first use, so the prepare CLI starts without torch."""
+    if name in _LOADERS:
+        from fmcore.data import loaders
+
+        return getattr(loaders, name)
+    raise AttributeError(f"module 'fmcore.data' has no attribute {name!r}")
 
 __all__ = [
     "CHECKERBOARD_LOG_DENSITY",

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else Path(params["data_dir"]) / args.dataset
         start = time.perf_counter()
         if args.command == "prepare":
-            manifest = prepare(args.dataset, params["datasets"][args.dataset], out, raw=args.raw, force=args.force)
+            cfg = params["datasets"][args.dataset]
+            manifest = prepare(args.dataset, cfg, out, raw=args.raw, force=args.force)
         else:
             manifest = verify(out)
         counts = manifest["counts"]

@@ -18,7 +18,14 @@ from fmcore.data.digits import prepare_digits
 from fmcore.data.errors import DataError
 from fmcore.data.imagenet_folder import prepare_imagenet_folder
 from fmcore.data.imagenet_npz import prepare_imagenet_npz
-from fmcore.data.manifest import FORMAT_VERSION, MANIFEST, build_manifest, read_manifest, same_identity, verify
+from fmcore.data.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    build_manifest,
+    read_manifest,
+    same_identity,
+    verify,
+)
 from fmcore.data.manifest import write_manifest as _write_manifest
 from fmcore.data.toy2d import prepare_toy2d
 

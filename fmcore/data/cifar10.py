@@ -39,7 +39,11 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
         from numpy._core.multiarray import _reconstruct  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core.multiarray import _reconstruct
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode}
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,
+    }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = _reconstruct
     return allowed
@@ -55,7 +59,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a CIFAR-10 batch") from None
+            msg = f"global '{module}.{name}' is not allowed in a CIFAR-10 batch"
+            raise pickle.UnpicklingError(msg) from None
 
 
 def load_batch_bytes(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +72,9 @@ def load_batch_bytes(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(batch, dict):
         raise DataError(f"{where}: expected a dict with b'data' and b'labels', got {type(batch).__name__}")
     images, labels = batch.get(b"data"), batch.get(b"labels")
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
-        got = f"{images.dtype} {list(images.shape)}" if isinstance(images, np.ndarray) else type(images).__name__
+    is_array = isinstance(images, np.ndarray)
+    if not is_array or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
+        got = f"{images.dtype} {list(images.shape)}" if is_array else type(images).__name__
         raise DataError(f"{where}: b'data' is {got}, expected uint8 [N, 3072] (3 x 32 x 32 channel-major)")
     labels = np.asarray(labels)
     if labels.shape != (images.shape[0],) or labels.dtype.kind not in "iu" or (labels.size and not (
@@ -96,7 +102,8 @@ def _read_members(path: Path) -> dict[str, bytes]:
                 if member.name in wanted and member.isfile():
                     found[member.name] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"{path}: truncated or corrupt archive ({exc}); expected a complete gzip'd tar") from None
+        msg = f"{path}: truncated or corrupt archive ({exc}); expected a complete gzip'd tar"
+        raise DataError(msg) from None
     missing = sorted(wanted - set(found))
     if missing:
         raise DataError(f"{path}: archive lacks {', '.join(missing)}; expected the official CIFAR-10 layout")
@@ -112,7 +119,9 @@ def prepare_cifar10(cfg: dict, raw: Path | None, out_dir: Path) -> dict[str, Any
     expected = cfg.get("md5", CIFAR10_MD5)
     md5 = file_digest(path, "md5")
     if md5 != expected:
-        raise DataError(f"{path}: md5 {md5}, expected {expected} (official {CIFAR10_TARBALL}); re-download it")
+        raise DataError(
+            f"{path}: md5 {md5}, expected {expected} (official {CIFAR10_TARBALL}); re-download it"
+        )
     members = _read_members(path)
     splits = {"train": TRAIN_BATCHES, "test": (TEST_BATCH,)}
     for split, names in splits.items():

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from fmcore.data.errors import DataError
 
@@ -31,6 +29,9 @@ def digits_to_uint8(levels: np.ndarray) -> np.ndarray:
 def prepare_digits(cfg: dict, raw: Path | None, out_dir: Path) -> dict[str, Any]:
     """Write uint8 [N, 1, 8, 8] train/test splits and their labels from ``cfg`` = {test_fraction, seed}."""
     del raw  # bundled with scikit-learn
+    from sklearn.datasets import load_digits  # heavy imports, only when needed
+    from sklearn.model_selection import train_test_split
+
     frac = cfg.get("test_fraction", 0.2)
     if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac < 1:
         raise DataError(f"datasets.digits.test_fraction: {frac!r}, expected a number in (0, 1)")

@@ -63,7 +63,8 @@ def list_images(split_dir: Path, classes: list[str] | None) -> tuple[list[Path],
     if subdirs:
         for wnid in subdirs:
             if wnid not in index:
-                raise DataError(f"{split_dir / wnid}: class folder not among the {len(classes)} train classes")
+                msg = f"class folder not among the {len(classes)} train classes"
+                raise DataError(f"{split_dir / wnid}: {msg}")
             files = sorted(p for p in (split_dir / wnid).iterdir() if _is_image(p))
             paths += files
             labels += [index[wnid]] * len(files)

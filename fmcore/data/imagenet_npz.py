@@ -95,11 +95,13 @@ def prepare_imagenet_npz(cfg: dict, raw: Path | None, out_dir: Path) -> dict[str
         raise DataError(f"datasets.*.variant: {variant!r}, expected 'chrabaszcz2017' (the npz batch format)")
     root = raw if raw is not None else Path(f"data/raw/imagenet{size}")
     if not root.is_dir():
-        raise DataError(f"{root}: missing; expected a folder with {TRAIN_FILES[0]}..{TRAIN_FILES[-1]} and {VAL_FILE}")
+        expected = f"{TRAIN_FILES[0]}..{TRAIN_FILES[-1]} and {VAL_FILE}"
+        raise DataError(f"{root}: missing; expected a folder with {expected}")
     train_files = [root / n for n in TRAIN_FILES]
     missing = [str(p) for p in [*train_files, root / VAL_FILE] if not p.is_file()]
     if missing:
-        raise DataError(f"{missing[0]}: missing ({len(missing)} of 11 npz files absent); expected the full set")
+        msg = f"missing ({len(missing)} of 11 npz files absent); expected the full set"
+        raise DataError(f"{missing[0]}: {msg}")
     _write_split(train_files, size, out_dir, "train")
     _write_split([root / VAL_FILE], size, out_dir, "test")
     checksums = {p.name: f"sha256:{file_digest(p)}" for p in [*train_files, root / VAL_FILE]}

@@ -119,7 +119,8 @@ def load_split(
     expected = manifest.get("shapes", {}).get(split)
     if list(array.shape) != expected or str(array.dtype) != manifest.get("dtype"):
         raise DataError(
-            f"{path}: shape {list(array.shape)} {array.dtype}, manifest says {expected} {manifest.get('dtype')}"
+            f"{path}: shape {list(array.shape)} {array.dtype}, "
+            f"manifest says {expected} {manifest.get('dtype')}"
         )
     return PreparedDataset(array, manifest, dequantize=dequantize, generator=generator)
 

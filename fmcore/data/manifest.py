@@ -105,9 +105,11 @@ def read_manifest(data_dir: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; expected a prepared dataset (run `python -m fmcore.data prepare`)") from None
+        msg = "missing; expected a prepared dataset (run `python -m fmcore.data prepare`)"
+        raise DataError(f"{path}: {msg}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable manifest ({exc}); expected JSON written by fmcore.data") from None
+        msg = f"unreadable manifest ({exc}); expected JSON written by fmcore.data"
+        raise DataError(f"{path}: {msg}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise DataError(f"{path}: format {got!r}, expected {FORMAT_VERSION!r}")

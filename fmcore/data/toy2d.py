@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.datasets import make_moons
 
 from fmcore.data.errors import DataError
 
@@ -59,6 +58,8 @@ def _eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _moons(n: int, rng: np.random.Generator) -> np.ndarray:
+    from sklearn.datasets import make_moons  # heavy import, only when needed
+
     seed = int(rng.integers(0, 2**31 - 1))
     x, _ = make_moons(n_samples=n, noise=0.1, random_state=seed)
     x = x * 2.0 + np.array([-1.0, -0.2])

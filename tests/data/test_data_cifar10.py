@@ -60,7 +60,8 @@ def test_wrong_image_size(tmp_path):
     bad = pickle.dumps({b"data": np.zeros((4, 3 * 16 * 16), np.uint8), b"labels": [0] * 4}, protocol=2)
     tar = tmp_path / "cifar-10-python.tar.gz"
     make_cifar_tarball(tar, overrides={"test_batch": bad})
-    with pytest.raises(DataError, match=r"test_batch: b'data' is uint8 \[4, 768\], expected uint8 \[N, 3072\]"):
+    expected = r"test_batch: b'data' is uint8 \[4, 768\], expected uint8 \[N, 3072\]"
+    with pytest.raises(DataError, match=expected):
         prepare("cifar10", cfg(tar), tmp_path / "out", raw=tar)
 
 

@@ -58,13 +58,13 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
     assert (prepared / "digits/manifest.json").stat().st_mtime_ns == digits_mtime
     assert '"test": 123' in (prepared / "checkerboard/manifest.json").read_text()
 
-    _run([dvc, "push"], work, env)
+    _run([dvc, "push", *STAGES], work, env)
     before = _snapshot(prepared)
     assert len(before) == 8  # 3 checkerboard + 5 digits files
     shutil.rmtree(prepared)
     shutil.rmtree(work / ".dvc/cache")
-    _run([dvc, "pull"], work, env)
+    _run([dvc, "pull", *STAGES], work, env)
     assert _snapshot(prepared) == before  # byte-identical
-    assert "up to date" in _run([dvc, "status"], work, env)
+    assert "up to date" in _run([dvc, "status", *STAGES], work, env)
     verify = _run([sys.executable, "-m", "fmcore.data", "verify", "--dataset", "digits"], work, env)
     assert "verify digits" in verify

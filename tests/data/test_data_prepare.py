@@ -81,7 +81,8 @@ def test_verify_detects_bit_rot_and_prepare_repairs(tmp_path):
 def test_manifest_contents_and_bad_manifest(tmp_path):
     out = tmp_path / "m"
     m = prepare("m", MOONS, out)
-    for key in ("dataset", "source", "shapes", "counts", "dtype", "params", "source_checksums", "files", "format"):
+    keys = ("dataset", "source", "shapes", "counts", "dtype", "params", "source_checksums", "files", "format")
+    for key in keys:
         assert key in m
     assert m["kind"] == "points" and m["stand_in"] is True and "log_density" not in m["info"]
     (out / "manifest.json").write_text(json.dumps({"format": "other"}))
