@@ -1,0 +1,79 @@
+"""Command line of the evaluation stage (docs/CONTRACTS.md, docs/evaluation.md).
+
+::
+
+    python -m fmcore.evaluate reference --params P --dataset D [--force]
+    python -m fmcore.evaluate run --params P --dataset D --method M
+        [--only nll,quality,nfe,sweep,during_training,trajectories,snapshots]
+
+``reference`` writes ``results/<exp>/<D>/reference/`` (statistics of the training split,
+the digits feature CNN, fresh 2D samples); ``run`` evaluates the final EMA checkpoint of
+``results/<exp>/<D>/<M>/`` into ``eval/metrics.json`` + npz arrays and one MLflow
+evaluation run. Errors are one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from fmcore.config import load_params, resolve_job
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fmcore.evaluate", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ref = sub.add_parser("reference", help="reference statistics / stand-in feature CNN / fresh 2D samples")
+    run = sub.add_parser("run", help="evaluate one trained job")
+    for p in (ref, run):
+        p.add_argument("--params", default="params/smoke.yaml", help="params YAML (default %(default)s)")
+        p.add_argument("--dataset", required=True)
+    ref.add_argument("--force", action="store_true", help="recompute even if up to date")
+    run.add_argument("--method", required=True)
+    run.add_argument("--only", default=None,
+                     help="comma list of parts: nll,quality,nfe,sweep,during_training,trajectories,snapshots")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
+    args = _parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        params = load_params(args.params)
+        if args.cmd == "reference":
+            from fmcore.config import jobs
+            from fmcore.evaluation.reference import make_reference
+
+            methods = [m for d, m in jobs(params) if d == args.dataset]
+            if not methods:
+                raise ValueError(f"{args.params}: no job for dataset {args.dataset!r} under 'jobs'")
+            job = resolve_job(params, args.dataset, methods[0])
+            torch.set_num_threads(int(job["evaluate"].get("num_threads", 1)) or torch.get_num_threads())
+            out = make_reference(job, force=args.force)
+        else:
+            from fmcore.evaluation.runner import evaluate_job, parse_only
+
+            only = parse_only(args.only)
+            job = resolve_job(params, args.dataset, args.method)
+            torch.set_num_threads(int(job["evaluate"].get("num_threads", 1)) or torch.get_num_threads())
+            out = evaluate_job(params, args.dataset, args.method, only=only)
+    except (ValueError, OSError) as exc:  # ParamsError, DataError, CheckpointError are ValueErrors
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    shown = out.get("metrics", {k: v for k, v in out.items() if isinstance(v, (int, float))})
+    print(json.dumps(shown, sort_keys=True))
+    print(f"{args.cmd} {args.dataset}{'/' + args.method if args.cmd == 'run' else ''}: "
+          f"done in {time.perf_counter() - start:.1f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

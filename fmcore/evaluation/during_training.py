@@ -1,0 +1,72 @@
+"""Quality and NLL of the periodic checkpoints against the training step (data of Fig. 5).
+
+Checkpoints ``<run_dir>/checkpoints/step_<N>.pt`` with N a multiple of
+``during_training.every`` are evaluated with their EMA weights: the quality metric of
+``during_training.n_samples`` dopri5 samples and the NLL of ``during_training.nll_n`` test
+points (bits/dim for images, nats for 2D; exact or Hutchinson as in the ``nll`` section
+unless ``during_training.nll_exact`` overrides it). One cached result per checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fmcore.evaluation.context import EvalContext, PartResult
+from fmcore.evaluation.io import BatchCache
+from fmcore.evaluation.model import load_eval_model
+from fmcore.evaluation.scores import nll_metrics, quality_metrics
+
+__all__ = ["periodic_checkpoints", "run_during_training"]
+
+_STEP = re.compile(r"^step_(\d+)\.pt$")
+
+
+def periodic_checkpoints(run_dir: str | Path, every: int) -> list[tuple[int, Path]]:
+    """(step, path) of the periodic checkpoints whose step is a multiple of ``every``, by step."""
+    folder = Path(run_dir) / "checkpoints"
+    found = []
+    for p in folder.glob("step_*.pt") if folder.is_dir() else []:
+        m = _STEP.match(p.name)
+        if m and int(m.group(1)) % every == 0:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
+    """Evaluate every selected periodic checkpoint (see module docstring)."""
+    cfg = ctx.cfg["during_training"]
+    ckpts = periodic_checkpoints(ctx.job["paths"]["run_dir"], int(cfg["every"]))
+    if not ckpts:
+        raise ValueError(
+            f"{Path(ctx.job['paths']['run_dir']) / 'checkpoints'}: no step_<N>.pt with N a multiple of "
+            f"evaluate.{ctx.job['dataset']}.during_training.every={cfg['every']}"
+        )
+    nll_cfg = dict(ctx.cfg["nll"])
+    if "nll_exact" in cfg:
+        nll_cfg["exact"] = bool(cfg["nll_exact"])
+    nll_key = "nll_bpd" if ctx.is_image else "nll_nats"
+    partial = ctx.eval_dir / "partial"
+
+    def one(i: int) -> dict[str, np.ndarray]:
+        step, path = ckpts[i]
+        model = load_eval_model(ctx.job, path, use_ema=bool(ctx.cfg.get("ema", True)))
+        fp = {**fingerprint, "checkpoint": model.checkpoint_sha256}
+        q, _ = quality_metrics(ctx, model, ctx.quality, int(cfg["n_samples"]),
+                               int(ctx.cfg["quality"]["batch_size"]), partial / f"dt_quality_{step}", fp,
+                               stream="during_training")  # fmt: skip
+        nll, _ = nll_metrics(ctx, model, {**nll_cfg, "batch_size": int(cfg["nll_n"])}, int(cfg["nll_n"]),
+                             partial / f"dt_nll_{step}", fp)  # fmt: skip
+        return {"step": np.array([step]), "quality": np.array([q["quality"]]), "nll": np.array([nll[nll_key]]),
+                "nfe": np.array([q["nfe"]])}  # fmt: skip
+
+    fp_all = {**fingerprint, "checkpoints": [(s, p.stat().st_size, p.stat().st_mtime_ns) for s, p in ckpts]}
+    res = BatchCache(partial / "during_training", fp_all).run(len(ckpts), one, desc="during training")
+    out = PartResult(arrays={k: res[k] for k in ("step", "quality", "nll", "nfe")},
+                     info={"checkpoints": [p.name for _, p in ckpts], "nll_unit": nll_key})  # fmt: skip
+    for i, step in enumerate(res["step"].tolist()):
+        out.history += [("during_training/quality", int(step), float(res["quality"][i])),
+                        ("during_training/nll", int(step), float(res["nll"][i]))]  # fmt: skip
+    return out

@@ -1,0 +1,70 @@
+"""Load a trained job's EMA weights as a probability-flow ODE field v(t, x).
+
+The checkpoint (docs/CONTRACTS.md, "Checkpoint") is read by
+:func:`fmcore.training.checkpoint.load_checkpoint`, which refuses a corrupted file or one
+written for another method or model configuration. The model (EMA weights unless
+``evaluate.<ds>.ema`` is false) is wrapped by :func:`fmcore.paths.velocity_field` with the
+prediction type of the training objective, so diffusion baselines are evaluated through
+their probability-flow ODE on [0, path.t_max] from N(0, path.prior_std^2 I).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fmcore.models import build_model
+from fmcore.objectives import build_objective
+from fmcore.paths import GaussianPath, build_path, velocity_field
+from fmcore.training.checkpoint import load_checkpoint
+
+__all__ = ["EvalModel", "file_sha256", "load_eval_model"]
+
+
+@dataclass
+class EvalModel:
+    """A trained field ready for evaluation."""
+
+    v: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    path: GaussianPath
+    prediction: str
+    step: int
+    train_run_id: str | None
+    checkpoint: Path
+    checkpoint_sha256: str
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True) -> EvalModel:
+    """Build the field of ``checkpoint`` for the resolved ``job``.
+
+    Raises:
+        fmcore.training.checkpoint.CheckpointError: missing, corrupted or mismatched file
+            (a ValueError with a one-line message naming the file).
+    """
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint, expect={"method": job["method"], "model_config": job["model"]})
+    model = build_model(ckpt["model_config"])
+    model.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    path_cfg = ckpt["path_config"]
+    path = build_path(path_cfg)
+    prediction = build_objective(path_cfg, path).prediction
+    return EvalModel(
+        v=velocity_field(model, path, prediction), path=path, prediction=prediction, step=int(ckpt["step"]),
+        train_run_id=ckpt.get("mlflow_run_id"), checkpoint=checkpoint, checkpoint_sha256=file_sha256(checkpoint),
+    )  # fmt: skip

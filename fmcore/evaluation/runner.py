@@ -1,0 +1,190 @@
+"""Run the evaluation parts of one trained job, cache each result, write metrics.json, log MLflow.
+
+Parts (``--only`` names): ``nll``, ``quality`` (``nfe`` is computed with it: the dopri5
+NFE of the quality samples), ``sweep``, ``during_training``, ``trajectories``, ``snapshots``.
+Each finished part is cached as ``<eval_dir>/<part>.json`` (metrics, history, info and a
+fingerprint of everything it depends on: checkpoint sha256, its params sections, seed,
+reference files) plus ``<eval_dir>/<part>.npz``; a rerun reuses a part whose fingerprint
+matches and recomputes it otherwise. Inside a part, batches are cached under
+``<eval_dir>/partial/`` until the part is done.
+
+Every invocation then writes ``<eval_dir>/metrics.json`` (DVC metrics) from all valid
+cached parts and logs them as one new MLflow run ``eval/<dataset>/<method>`` (child of the
+training run; tags and metric names as docs/CONTRACTS.md), so the latest evaluation run
+of a job always holds the union of its finished parts.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fmcore.config import resolve_job
+from fmcore.data import dataset_hash, load_split
+from fmcore.evaluation.context import EvalContext, PartResult
+from fmcore.evaluation.during_training import run_during_training
+from fmcore.evaluation.io import atomic_savez, atomic_write_json, load_npz
+from fmcore.evaluation.model import load_eval_model
+from fmcore.evaluation.paths_data import run_snapshots, run_trajectories
+from fmcore.evaluation.quality import build_quality
+from fmcore.evaluation.reference import reference_dir
+from fmcore.evaluation.scores import nll_metrics, quality_metrics
+from fmcore.evaluation.sweep import run_sweep
+from fmcore.metrics.fid import FeatureNetwork
+
+__all__ = ["PARTS", "evaluate_job", "parse_only"]
+
+PARTS = ("nll", "quality", "sweep", "during_training", "trajectories", "snapshots")
+_ALIASES = {"nfe": "quality"}
+_DEPENDS = {  # params sections of evaluate.<ds> each part depends on
+    "nll": ("nll",), "quality": ("quality", "nfe"), "sweep": ("sweep", "quality"),
+    "during_training": ("during_training", "nll", "quality", "nfe"),
+    "trajectories": ("trajectories", "nfe"), "snapshots": ("snapshots", "nfe"),
+}  # fmt: skip
+_USES_QUALITY = ("quality", "sweep", "during_training")
+
+
+def parse_only(text: str | None) -> list[str]:
+    """``"nll,nfe"`` -> ``["nll", "quality"]``; None -> all parts.
+
+    Raises:
+        ValueError: an unknown part name.
+    """
+    if not text:
+        return list(PARTS)
+    out = []
+    for name in (s.strip() for s in text.split(",") if s.strip()):
+        name = _ALIASES.get(name, name)
+        if name not in PARTS:
+            raise ValueError(f"--only: unknown part {name!r}, expected some of {', '.join(PARTS + ('nfe',))}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _compute(part: str, ctx: EvalContext, fp: dict) -> PartResult:
+    partial = ctx.eval_dir / "partial"
+    if part == "nll":
+        m, arrays = nll_metrics(ctx, ctx.model, ctx.cfg["nll"], int(ctx.cfg["nll"]["n"]), partial / "nll", fp)
+        return PartResult(metrics=m, arrays=arrays)
+    if part == "quality":
+        q = ctx.cfg["quality"]
+        m, arrays = quality_metrics(ctx, ctx.model, ctx.quality, int(q["n_samples"]), int(q["batch_size"]),
+                                    partial / "quality", fp)  # fmt: skip
+        return PartResult(metrics=m, arrays=arrays)
+    if part == "sweep":
+        return run_sweep(ctx, fp)
+    if part == "during_training":
+        return run_during_training(ctx, fp)
+    return run_trajectories(ctx) if part == "trajectories" else run_snapshots(ctx)
+
+
+def _load_part(eval_dir: Path, part: str, fp: dict) -> PartResult | None:
+    f = eval_dir / f"{part}.json"
+    try:
+        cached = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if cached.get("fingerprint") != json.loads(json.dumps(fp)):
+        return None
+    npz = eval_dir / f"{part}.npz"
+    arrays = load_npz(npz) if npz.is_file() else {}
+    return PartResult(cached["metrics"], [tuple(h) for h in cached["history"]], arrays, cached["info"])
+
+
+def _save_part(eval_dir: Path, part: str, fp: dict, res: PartResult) -> None:
+    if res.arrays:
+        atomic_savez(eval_dir / f"{part}.npz", **res.arrays)
+    atomic_write_json(eval_dir / f"{part}.json", {"fingerprint": fp, "metrics": res.metrics,
+                                                  "history": res.history, "info": res.info})  # fmt: skip
+
+
+def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], summary: dict) -> str | None:
+    from fmcore.tracking import git_commit, start_run
+
+    tags = {"fmrepro.stage": "evaluate", "fmrepro.dataset": job["dataset"], "fmrepro.method": job["method"],
+            "fmrepro.train_run_id": ctx.model.train_run_id or "unknown",
+            "fmrepro.quality_metric": summary["quality_metric"], "fmrepro.stand_in": str(summary["stand_in"]).lower(),
+            "fmrepro.checkpoint": str(ctx.model.checkpoint), "fmrepro.checkpoint_step": str(ctx.model.step),
+            "fmrepro.git_commit": git_commit(), "fmrepro.host": platform.node(), "fmrepro.device": "cpu",
+            "fmrepro.parts": ",".join(results)}  # fmt: skip
+    tracker = start_run(job["experiment"], f"eval/{job['dataset']}/{job['method']}", tags=tags,
+                        params={"evaluate": job["evaluate"]}, parent_run_id=ctx.model.train_run_id,
+                        spool_path=ctx.eval_dir / "mlflow_spool.jsonl")  # fmt: skip
+    tracker.log_metrics(summary["metrics"], step=0)
+    for res in results.values():
+        by_step: dict[int, dict[str, float]] = {}
+        for name, step, value in res.history:
+            by_step.setdefault(int(step), {})[name] = value
+        for step, values in sorted(by_step.items()):
+            tracker.log_metrics(values, step=step)
+    for part, res in results.items():
+        if res.arrays:
+            tracker.log_artifact(ctx.eval_dir / f"{part}.npz")
+    tracker.log_artifact(ctx.eval_dir / "metrics.json")
+    tracker.flush(timeout=60.0)
+    run_id = tracker.run_id
+    tracker.close()
+    return run_id
+
+
+def evaluate_job(
+    params: dict, dataset: str, method: str, only: list[str] | None = None,
+    feature_network: FeatureNetwork | None = None, log: Callable[[str], None] = print,
+) -> dict:
+    """Evaluate the final checkpoint of one job; returns the content of ``metrics.json``.
+
+    Raises:
+        ValueError: bad params, a missing checkpoint / reference / Inception file, bad data.
+    """
+    job = resolve_job(params, dataset, method)
+    run_dir = Path(job["paths"]["run_dir"])
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise ValueError(f"{ckpt}: no final checkpoint; train first with `python -m fmcore.train --params "
+                         f"<params> --dataset {dataset} --method {method}`")  # fmt: skip
+    cfg = job["evaluate"]
+    model = load_eval_model(job, ckpt, use_ema=bool(cfg.get("ema", True)))
+    eval_dir = run_dir / "eval"
+    ref_dir = reference_dir(job)
+    ref_info = json.loads((ref_dir / "reference.json").read_text()) if (ref_dir / "reference.json").is_file() else None
+    test = load_split(job["paths"]["data_dir"], "test")
+    ctx = EvalContext(job=job, model=model, quality=None, test=test, eval_dir=eval_dir)
+    base = {"checkpoint": model.checkpoint_sha256, "seed": ctx.seed, "data_hash": dataset_hash(job["paths"]["data_dir"]),
+            "reference": (ref_info or {}).get("fingerprint")}  # fmt: skip
+    fps = {p: {**base, "part": p, "sections": {s: cfg.get(s) for s in _DEPENDS[p]}} for p in PARTS}
+    wanted = only or list(PARTS)
+    results: dict[str, PartResult] = {}
+    for part in PARTS:
+        res = _load_part(eval_dir, part, fps[part])
+        if res is None and part in wanted:
+            if part in _USES_QUALITY and ctx.quality is None:
+                if ref_info is None:
+                    raise ValueError(f"{ref_dir / 'reference.json'}: missing; run `python -m fmcore.evaluate "
+                                     f"reference --params <params> --dataset {dataset}` first")  # fmt: skip
+                ctx.quality = build_quality(cfg["quality"], dataset, ref_dir, feature_network)
+            log(f"evaluate {dataset}/{method}: {part} ...")
+            res = _compute(part, ctx, fps[part])
+            _save_part(eval_dir, part, fps[part], res)
+        if res is not None:
+            results[part] = res
+    metric = cfg["quality"]["metric"]
+    metrics: dict[str, float] = {}
+    for res in results.values():
+        metrics.update(res.metrics)
+    if ref_info:
+        for k in ("classifier_test_accuracy", "w2_2d_floor", "fd_2d_floor", "fd_digits_test_split"):
+            if k in ref_info:
+                metrics[f"reference/{k}"] = float(ref_info[k])
+    summary = {"dataset": dataset, "method": method, "experiment": job["experiment"],
+               "checkpoint_step": model.step, "quality_metric": metric, "stand_in": metric != "fid",
+               "parts": sorted(results), "metrics": metrics,
+               "info": {p: r.info for p, r in results.items() if r.info}}  # fmt: skip
+    atomic_write_json(eval_dir / "metrics.json", summary)
+    summary["mlflow_run_id"] = _log_mlflow(job, ctx, results, summary)
+    atomic_write_json(eval_dir / "metrics.json", summary)
+    return summary
