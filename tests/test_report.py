@@ -109,7 +109,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="module")
 def report(store: dict, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("report") / "fab"
-    return build_report(EXPERIMENT, store["uri"], out, expected=EXPECTED)
+    return build_report(EXPERIMENT, store["uri"], out, expected=EXPECTED, figures=False)
 
 
 def _csv(report) -> pd.DataFrame:
@@ -203,7 +203,10 @@ def test_latex_is_structurally_balanced(report) -> None:
     assert tex.count("{") == tex.count("}") and r"\textbf{" in tex and "nll\\_bpd" in tex
 
 
-def test_figures_written(report) -> None:
+@pytest.mark.slow
+def test_figures_written(store: dict, tmp_path: Path) -> None:
+    report = build_report(EXPERIMENT, store["uri"], tmp_path / "fab", expected=EXPECTED)
+    assert not any("no snapshots.npz" in n or "trajectories.npz" in n for n in report.notes)
     for stem in ("fig4_paths_2d", "fig5_quality_during_training", "fig6_trajectories", "fig7_solver_sweep"):
         png = (report.out_dir / f"{stem}.png").read_bytes()
         pdf = (report.out_dir / f"{stem}.pdf").read_bytes()

@@ -168,6 +168,11 @@ def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
     if runs.empty:
         runs = pd.DataFrame(columns=["run_id", "status", "start_time", "end_time"])
     notes: list[str] = []
+    untagged = runs[(_column(runs, "tags.fmrepro.stage") != "")
+                    & ((_column(runs, "tags.fmrepro.dataset") == "") | (_column(runs, "tags.fmrepro.method") == ""))]
+    for run_id in untagged["run_id"]:
+        notes.append(f"ignored run {run_id}: tag fmrepro.dataset or fmrepro.method missing")
+    runs = runs.drop(untagged.index)
     train = _base_frame(runs, "train")
     evaluations = _evaluations(runs, train, notes)
     pairs = {(d, m) for d, m in zip(train["dataset"], train["method"], strict=True)}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import ScalarFormatter
 
 from fmcore.report.artifacts import FigureData
 from fmcore.report.io import atomic_write
@@ -183,6 +184,9 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
                         ax.plot(hist[kind]["step"], hist[kind]["value"], ls=styles[solver], marker="o",
                                 ms=3, color=_color(method))
             ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            if kind == "error" and all(v > 0 for line in ax.get_lines() for v in line.get_ydata()):
+                ax.set_yscale("log")
             ax.set_xlabel("NFE")
             metric = data.quality_metric.get(dataset, "quality")
             ax.set_ylabel("error vs. adaptive solve" if kind == "error"
@@ -196,7 +200,7 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, out_dir: Path, stem: str, dpi: int = 150) -> list[Path]:
+def save_figure(fig: Figure, out_dir: Path, stem: str, dpi: int = 120) -> list[Path]:
     """Write ``<stem>.png`` and ``<stem>.pdf`` atomically, without time/software metadata."""
     paths = []
     for fmt in ("png", "pdf"):
