@@ -80,7 +80,8 @@ def _add_job(client: MlflowClient, exp_id: str, dataset: str, method: str, tmp: 
         t = np.linspace(0.0, 1.0, 4)
         d = tmp / eval_id
         d.mkdir()
-        client.log_artifact(eval_id, str(_npz(d / "snapshots.npz", {"t": t, "x": rng.normal(size=(4, 50, *shape))})))
+        snaps = {"t": t, "x": rng.normal(size=(4, 50, *shape))}
+        client.log_artifact(eval_id, str(_npz(d / "snapshots.npz", snaps)))
         traj = np.linspace(0, 1, 5)
         client.log_artifact(eval_id, str(_npz(d / "trajectories.npz",
                                               {"t": traj, "x": rng.normal(size=(5, 6, *shape))})))
@@ -165,7 +166,8 @@ def test_missing_run_is_an_empty_row_with_warning(report, store: dict, tmp_path:
     assert any("digits/fm_vp" in w for w in report.warnings)
     assert "digits/fm_vp" in (report.out_dir / "README.md").read_text().split("## Table 1")[0]
     assert any("status FAILED" in n for n in report.notes)
-    rc = main(["--experiment", EXPERIMENT, "--tracking-uri", store["uri"], "--out", str(tmp_path / "r"), "--no-figures"])
+    rc = main(["--experiment", EXPERIMENT, "--tracking-uri", store["uri"], "--out", str(tmp_path / "r"),
+               "--no-figures"])
     err = capsys.readouterr().err
     assert rc == 0 and "warning:" in err and "digits/fm_vp" in err
     # MLflow-only mode: rows are what MLflow holds, sorted by dataset then method order.

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             experiment, expected, data_dir = params["experiment"], jobs(params), params["data_dir"]
         uri = resolve_tracking_uri(args.tracking_uri)
         out = Path(args.out) if args.out else Path("reports") / experiment
-        command = "python -m fmcore.report " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
+        given = argv if argv is not None else sys.argv[1:]
+        command = "python -m fmcore.report " + shlex.join(given)
         report = build_report(experiment, uri, out, expected=expected, data_dir=data_dir, command=command,
                               figures=not args.no_figures)
     except (ParamsError, ValueError) as exc:  # ReportError is a ValueError

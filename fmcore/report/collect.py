@@ -52,7 +52,8 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
         if not db.is_file():
-            raise ReportError(f"{uri}: no MLflow database at {db} (run the pipeline first, or pass --tracking-uri)")
+            raise ReportError(
+                f"{uri}: no MLflow database at {db} (run the pipeline first, or pass --tracking-uri)")
     return uri
 
 
@@ -141,8 +142,10 @@ def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> p
     evals = evals[evals["status"] == "FINISHED"]
     superseded = evals[evals.duplicated(["dataset", "method"], keep="last")]
     for row in superseded.itertuples():
-        notes.append(f"superseded evaluation run {row.run_id} ({row.dataset}/{row.method}): a later one is used")
-    evals = evals.drop_duplicates(["dataset", "method"], keep="last").rename(columns={"run_id": "eval_run_id"})
+        notes.append(f"superseded evaluation run {row.run_id} ({row.dataset}/{row.method}): "
+                     "a later one is used")
+    evals = evals.drop_duplicates(["dataset", "method"], keep="last")
+    evals = evals.rename(columns={"run_id": "eval_run_id"})
     by_id = train.set_index("run_id")
     for col in _PROVENANCE_TAGS:  # the training run is the source of provenance; eval tags are a fallback
         evals[col] = [
@@ -168,8 +171,8 @@ def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
     if runs.empty:
         runs = pd.DataFrame(columns=["run_id", "status", "start_time", "end_time"])
     notes: list[str] = []
-    untagged = runs[(_column(runs, "tags.fmrepro.stage") != "")
-                    & ((_column(runs, "tags.fmrepro.dataset") == "") | (_column(runs, "tags.fmrepro.method") == ""))]
+    no_name = (_column(runs, "tags.fmrepro.dataset") == "") | (_column(runs, "tags.fmrepro.method") == "")
+    untagged = runs[(_column(runs, "tags.fmrepro.stage") != "") & no_name]
     for run_id in untagged["run_id"]:
         notes.append(f"ignored run {run_id}: tag fmrepro.dataset or fmrepro.method missing")
     runs = runs.drop(untagged.index)

@@ -101,8 +101,10 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
                     ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=_color(method),
                             label=_label(method))
             metric = data.quality_metric.get(dataset, "quality")
-            ylabel = (f"{metric}" + ("" if metric == "fid" else " (stand-in, not FID)")) if kind == "quality" \
-                else f"NLL ({data.nll_unit.get(dataset, 'unit not recorded')})"
+            if kind == "quality":
+                ylabel = metric + ("" if metric == "fid" else " (stand-in, not FID)")
+            else:
+                ylabel = f"NLL ({data.nll_unit.get(dataset, 'unit not recorded')})"
             ax.set_ylabel(ylabel)
             ax.set_xlabel("training step")
             ax.grid(alpha=0.3)
@@ -153,7 +155,8 @@ def fig6_trajectories(data: FigureData) -> Figure:
     """One block per dataset: 2D paths (columns = methods) or image rows (rows = methods)."""
     datasets = list(dict.fromkeys(d for d, m in data.order if (d, m) in data.trajectories))
     if not datasets:
-        return _placeholder("Fig. 6: trajectories", "no trajectories.npz in this experiment's evaluation runs")
+        return _placeholder("Fig. 6: trajectories",
+                            "no trajectories.npz in this experiment's evaluation runs")
     n_methods = max(sum(1 for p in data.order if p[0] == d and p in data.trajectories) for d in datasets)
     heights = [2.6 if data.trajectories[next(p for p in data.order if p[0] == d and p in
                                              data.trajectories)]["x"].shape[-1] == 2

@@ -62,7 +62,8 @@ def _provenance(evaluations: pd.DataFrame, table: Table1, dvc: dict[str, str]) -
         if ev is None:
             lines.append(f"| {dataset} | {method} | **missing** | | | | {dvc.get(dataset, '')} | | | |")
             continue
-        cells = [dataset, method, f"`{ev['eval_run_id']}`", f"`{ev['train_run_id']}`" if ev["train_run_id"] else "",
+        cells = [dataset, method, f"`{ev['eval_run_id']}`",
+                 f"`{ev['train_run_id']}`" if ev["train_run_id"] else "",
                  f"`{ev['git_commit']}`" if ev["git_commit"] else "not recorded",
                  f"`{ev['data_hash']}`" if ev["data_hash"] else "not recorded",
                  dvc.get(dataset, ""), ev["end_time"] or ev["start_time"],
