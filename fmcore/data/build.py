@@ -63,11 +63,17 @@ def _check_destination(out: Path, identity: dict, force: bool) -> bool:
             f"{out / MANIFEST}: holds dataset {old.get('dataset')!r} ({old.get('source')}), "
             f"expected {identity['dataset']!r} ({identity['source']}); refusing to overwrite"
         )
-    if not same_identity(old, identity):
-        # Same dataset, other parameters: a rebuild is what the user asked for (DVC does this too).
-        return False
     if force:
         return False
+    if not same_identity(old, identity):
+        old_params, new_params = old.get("params") or {}, identity["params"]
+        keys = sorted(k for k in {*old_params, *new_params} if old_params.get(k) != new_params.get(k))
+        diff = ", ".join(f"{k}: {old_params.get(k)!r} -> {new_params.get(k)!r}" for k in keys)
+        raise DataError(
+            f"{out / MANIFEST}: holds {identity['dataset']!r} prepared with other params "
+            f"({diff or 'format'}); refusing to overwrite (use --force or remove it; "
+            "`dvc repro` and snakemake remove it themselves)"
+        )
     try:
         verify(out)
     except DataError:
@@ -89,13 +95,14 @@ def prepare(
         cfg: the dataset's params; ``cfg['source']`` picks the reader.
         out: destination directory, e.g. ``data/prepared/<dataset>``.
         raw: raw input path; overrides ``cfg['raw']``.
-        force: rebuild even when ``out`` already holds this dataset with these params.
+        force: rebuild even when ``out`` already holds this dataset (same or other params).
 
     Returns:
         The manifest of ``out``.
 
     Raises:
-        DataError: bad parameters or raw input, or ``out`` holds a different dataset.
+        DataError: bad parameters or raw input, or ``out`` holds a different dataset (or, without
+            ``force``, the same dataset prepared with other params).
     """
     if not isinstance(cfg, dict) or cfg.get("source") not in SOURCES:
         got = cfg.get("source") if isinstance(cfg, dict) else cfg

@@ -18,14 +18,17 @@ MOONS = {"source": "toy2d", "shape": "moons", "n_train": 200, "n_test": 20, "see
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_same_dataset_is_noop_other_params_rebuild(tmp_path):
+def test_same_dataset_is_noop_other_params_refused_unless_forced(tmp_path):
     out = tmp_path / "cb"
     prepare("cb", CB, out)
     mtime = (out / "train.npy").stat().st_mtime_ns
     h = dataset_hash(out)
     prepare("cb", CB, out)  # same dataset + params, intact: nothing rewritten
     assert (out / "train.npy").stat().st_mtime_ns == mtime and dataset_hash(out) == h
-    prepare("cb", {**CB, "n_train": 100}, out)  # same dataset, new params: rebuilt
+    with pytest.raises(DataError, match=r"other params \(n_train: 200 -> 100\); refusing"):
+        prepare("cb", {**CB, "n_train": 100}, out)
+    assert dataset_hash(out) == h
+    prepare("cb", {**CB, "n_train": 100}, out, force=True)  # explicitly asked: rebuilt atomically
     assert read_manifest(out)["counts"]["train"] == 100 and dataset_hash(out) != h
 
 
