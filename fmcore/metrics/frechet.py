@@ -7,7 +7,7 @@
       + \\operatorname{tr}\\big(\\Sigma_1 + \\Sigma_2 - 2 (\\Sigma_1 \\Sigma_2)^{1/2}\\big)
 
 This is ``cleanfid.fid.frechet_distance`` (clean-fid 0.1.35, ``fid.py``): the matrix
-square root by ``scipy.linalg.sqrtm``, ``eps`` added to both diagonals when the product is
+square root by ``scipy.linalg.sqrtm`` (without its deprecated ``disp`` flag), ``eps`` added to both diagonals when the product is
 singular, and a negligible imaginary part dropped. It is re-implemented here (one small
 function) because ``cleanfid.fid`` imports torchvision, which has no CPU build beside the
 CPU torch (``../shared/ENVIRONMENT.md``). FID is this distance between Inception pool
@@ -16,6 +16,8 @@ other names (``fd_digits``, ``fd_2d``).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy import linalg
@@ -70,7 +72,9 @@ def frechet_distance(
             f"sigma {sigma1.shape} vs {sigma2.shape}"
         )
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    with warnings.catch_warnings():  # singular products are handled below, as clean-fid does
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
