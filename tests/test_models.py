@@ -95,6 +95,8 @@ def test_mlp_forward_backward_and_learns() -> None:
     assert model(x, torch.tensor(0.3)).shape == (64, 2)  # a scalar t is broadcast
     with pytest.raises(ValueError, match="expected shape"):
         model(torch.randn(4, 3), torch.rand(4))
+    with pytest.raises(ValueError, match=r"t: expected shape \(4,\)"):
+        model(torch.randn(4, 2), torch.rand(4, 1))
 
 
 # ---------------------------------------------------------------- U-Net

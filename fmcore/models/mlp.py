@@ -57,4 +57,6 @@ class MLP(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x: expected shape (batch_size, {self.dim}), got {tuple(x.shape)}")
         t = t.to(x.dtype).reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.to(x.dtype)
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t: expected shape ({x.shape[0]},), got {tuple(t.shape)}")
         return self.net(torch.cat([x, self.time_embed(t)], dim=-1))
