@@ -124,6 +124,8 @@ def test_build_path_from_params_and_errors():
     assert isinstance(p, VPPath) and p.beta_max == 20.0
     assert isinstance(build_path({"kind": "rectified", "objective": "cfm"}), RectifiedFlowPath)
     assert isinstance(build_path({"kind": "ve", "sigma_min": 0.01, "sigma_max": 10.0, "eps": 0.0}), VEPath)
+    default = build_path({"kind": "ve"})
+    assert (default.sigma_min, default.sigma_max, default.eps) == (0.01, 50.0, 1e-5)
     with pytest.raises(ValueError, match="path.kind='bad'"):
         build_path({"kind": "bad"})
     with pytest.raises(ValueError, match="missing key.*sigma_min"):

@@ -12,7 +12,7 @@ from fmcore.paths.base import GaussianPath
 from fmcore.paths.diffusion import VEPath, VPPath
 from fmcore.paths.gaussian import CondOTPath, RectifiedFlowPath
 
-__all__ = ["build_path", "velocity_field", "PREDICTIONS"]
+__all__ = ["build_path", "velocity_field", "PREDICTIONS", "PATH_DEFAULTS"]
 
 PREDICTIONS = ("velocity", "eps", "score")
 
@@ -24,6 +24,12 @@ _KINDS: dict[str, tuple[type[GaussianPath], tuple[str, ...]]] = {
     "ve": (VEPath, ("sigma_min", "sigma_max", "eps")),
 }
 _NON_PATH_KEYS = ("kind", "objective")
+# Defaults only where ../shared/paper/PROTOCOL.md states the paper's value (eps = 1e-5; VP beta in
+# [0.1, 20]; VE sigma in [0.01, 50], recalled). sigma_min of the OT path has no paper value: required.
+PATH_DEFAULTS: dict[str, dict[str, float]] = {
+    "vp": {"beta_min": 0.1, "beta_max": 20.0, "eps": 1e-5},
+    "ve": {"sigma_min": 0.01, "sigma_max": 50.0, "eps": 1e-5},
+}
 
 
 def build_path(path_cfg: Mapping[str, Any]) -> GaussianPath:
@@ -38,11 +44,13 @@ def build_path(path_cfg: Mapping[str, Any]) -> GaussianPath:
 
     Raises:
         ValueError: unknown kind, a missing key, a key the kind does not use, or a bad value.
+            Missing VP/VE keys take :data:`PATH_DEFAULTS` (the paper's values).
     """
     kind = path_cfg.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"path.kind={kind!r}: expected one of {sorted(_KINDS)}")
     cls, keys = _KINDS[kind]
+    path_cfg = {**PATH_DEFAULTS.get(kind, {}), **path_cfg}
     missing = [k for k in keys if k not in path_cfg]
     if missing:
         raise ValueError(f"path (kind={kind}) is missing key(s) {missing}")
