@@ -79,3 +79,15 @@ def test_restricted_unpickler_refuses_code(tmp_path, capsys):
     with pytest.raises(DataError, match="data_batch_2: not a CIFAR-10 batch pickle"):
         prepare("cifar10", cfg(tar), tmp_path / "out", raw=tar)
     assert "pwned" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_both_numpy_module_names_load(legacy):
+    from conftest import cifar_batch_pickle
+
+    from fmcore.data.cifar10 import load_batch_bytes
+
+    raw, data, labels = cifar_batch_pickle(3, seed=7, legacy_numpy_name=legacy)
+    assert (b"numpy.core.multiarray\n" in raw) is legacy and (b"numpy._core.multiarray\n" in raw) is not legacy
+    images, got_labels = load_batch_bytes(raw, "batch")
+    assert np.array_equal(images.reshape(3, -1), data) and got_labels.tolist() == labels

@@ -122,3 +122,14 @@ def test_cli_default_params_in_subprocess(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "fmcore.data", "verify", "--dataset", "checkerboard"],
                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "manifest.json: missing" in bad.stderr
+
+
+def test_loader_refuses_a_file_that_disagrees_with_the_manifest(tmp_path):
+    out = tmp_path / "cb"
+    prepare("cb", CB, out)
+    np.save(out / "test.npy", np.zeros((20, 3), np.float32))
+    with pytest.raises(DataError, match=r"test.npy: shape \[20, 3\] float32, manifest says \[20, 2\] float32"):
+        load_split(out, "test")
+    (out / "train.npy").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="train.npy: not a readable .npy file"):
+        load_split(out, "train")
