@@ -1,0 +1,167 @@
+"""``python -m fmcore.train --params P --dataset D --method M [--steps N] [--out DIR]``.
+
+Trains one (dataset, method) job of an experiment into its run directory
+(``results/<experiment>/<dataset>/<method>/``, or ``--out``): ``checkpoint.pt`` (final, with
+EMA), ``last.pt`` (resume state), ``checkpoints/step_<N>.pt`` and ``train.json``. If
+``last.pt`` exists the job resumes from it, continuing the same MLflow run. SIGTERM or
+SIGUSR1 (what SLURM sends before preemption or the time limit) make it save ``last.pt`` at
+the next step boundary and exit with code 75, so a Snakemake retry or a SLURM requeue
+resumes. Launch with ``torchrun`` or ``srun`` for DDP (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["PREEMPTED_EXIT_CODE", "main", "write_json"]
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" (state saved in last.pt)
+RESUME_KEYS = ("experiment", "dataset", "method", "model_config", "path_config")
+# train settings that may change between a run and its resume without changing the result
+HARMLESS_TRAIN_KEYS = {"checkpoint_every", "log_every", "num_threads", "compile"}
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    """Write ``data`` as JSON atomically (temp file in the same dir, fsync, ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m fmcore.train", description=__doc__.split("\n\n")[1])
+    p.add_argument("--params", type=Path, default=Path("params/smoke.yaml"), help="experiment params file")
+    p.add_argument("--dataset", required=True, help="dataset name (a key of params 'datasets')")
+    p.add_argument("--method", required=True, help="method name (a key of params 'methods')")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps (optimizer updates)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: from the params)")
+    args = p.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps={args.steps}: expected a positive integer")
+    return args
+
+
+def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
+    from fmcore.training.checkpoint import CheckpointError, load_checkpoint
+
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return None
+    expect = {"experiment": job["experiment"], "dataset": job["dataset"], "method": job["method"],
+              "model_config": job["model"], "path_config": job["path"]}
+    ckpt = load_checkpoint(last, expect=expect)
+    have = {k: v for k, v in ckpt["train_config"].items() if k not in HARMLESS_TRAIN_KEYS}
+    want = {k: v for k, v in {**job["train"], "steps": steps}.items() if k not in HARMLESS_TRAIN_KEYS}
+    if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        raise CheckpointError(f"{last}: written with other train settings ({', '.join(diff)}: "
+                              f"{[have.get(k) for k in diff]} vs {[want.get(k) for k in diff]}); "
+                              "move it away to start afresh")
+    return ckpt
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fmcore.config import load_params, resolve_job
+    from fmcore.data import dataset_hash, load_split
+    from fmcore.models import build_model
+    from fmcore.objectives import build_objective
+    from fmcore.paths import build_path
+    from fmcore.tracking import NullTracker, git_commit, start_run
+    from fmcore.training.distributed import cleanup, init_distributed, read_dist_env
+    from fmcore.training.loop import train_loop
+
+    job = resolve_job(load_params(args.params), args.dataset, args.method)
+    tcfg = job["train"]
+    steps = args.steps or int(tcfg["steps"])
+    run_dir = args.out or Path(job["paths"]["run_dir"])
+    denv = read_dist_env()
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{denv.local_rank}" if cuda else "cpu")
+    if int(tcfg.get("num_threads", 0)) > 0:
+        torch.set_num_threads(int(tcfg["num_threads"]))
+    if cuda:  # once, here, never inside the loop
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    init_distributed(denv, device)
+
+    torch.manual_seed(int(tcfg["seed"]))  # same initial weights on every rank
+    path = build_path(job["path"])
+    objective = build_objective(job["path"], path)
+    model = build_model(job["model"])
+    dataset = load_split(job["paths"]["data_dir"], "train")
+    resume = _resume_state(run_dir, job, steps)
+
+    tracker = NullTracker()
+    if denv.is_main:
+        tags = {"fmrepro.stage": "train", "fmrepro.dataset": job["dataset"], "fmrepro.method": job["method"],
+                "fmrepro.git_commit": git_commit(), "fmrepro.data_hash": dataset_hash(job["paths"]["data_dir"]),
+                "fmrepro.world_size": denv.world_size, "fmrepro.device": str(device)}
+        params = {k: v for k, v in job.items() if k != "paths"}
+        params["train"] = {**tcfg, "steps": steps}
+        tracker = start_run(job["experiment"], f"train/{job['dataset']}/{job['method']}", tags=tags,
+                            params=params, run_id=resume.get("mlflow_run_id") if resume else None,
+                            spool_path=run_dir / "mlflow_spool.jsonl")
+        if resume:
+            print(f"resuming {run_dir / 'last.pt'} at step {resume['step']}/{steps}", file=sys.stderr)
+
+    stop = {"signal": None}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signal.Signals(signum).name
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, on_signal)
+    try:
+        result = train_loop(model=model, objective=objective, dataset=dataset, job=job, run_dir=run_dir,
+                            steps=steps, device=device, denv=denv, tracker=tracker, resume=resume,
+                            should_stop=lambda: stop["signal"] is not None)
+    except BaseException:
+        tracker.close(status="FAILED", timeout=10.0)
+        raise
+    finally:
+        cleanup()
+    if result.preempted:
+        tracker.close(status="KILLED", timeout=20.0)
+        print(f"{stop['signal']}: saved {run_dir / 'last.pt'} at step {result.step}; exiting "
+              f"{PREEMPTED_EXIT_CODE} so the job is retried", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    if not denv.is_main:
+        return 0
+    tracker.set_tags({"fmrepro.checkpoint": str(result.checkpoint)})
+    delivered = tracker.close(status="FINISHED")
+    metrics = {"final_loss": result.final_loss, "steps": result.step, "samples_per_s": result.samples_per_s,
+               "train_seconds": result.seconds, "mlflow_run_id": tracker.run_id,
+               "mlflow_pending": not delivered}
+    write_json(metrics, run_dir / "train.json")
+    print(f"done: {job['dataset']}/{job['method']} {result.step} steps, final loss {result.final_loss:.5f}, "
+          f"{result.samples_per_s:.0f} samples/s -> {run_dir}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input, 75 when preempted)."""
+    args = _parse(argv)
+    try:
+        return _run(args)
+    except ValueError as exc:  # ParamsError, DataError, CheckpointError, bad config values
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

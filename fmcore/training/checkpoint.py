@@ -1,0 +1,130 @@
+"""Checkpoints: atomic writes and validated, pickle-safe loading (docs/CONTRACTS.md, "Checkpoint").
+
+A checkpoint is ``torch.save`` of plain containers and tensors::
+
+    {"format": "fmrepro-ckpt-v1", "experiment", "dataset", "method", "model_config",
+     "path_config", "train_config", "model", "ema", "optimizer", "scheduler", "step",
+     "rng", "mlflow_run_id"}
+
+It is written to a temporary file in the destination directory, fsynced and renamed over the
+destination, so a crash or a full disk never leaves a half-written file under the real name
+and never destroys the previous good checkpoint. It is read with ``weights_only=True``: a
+file holding arbitrary Python objects is refused, as is one written for another method,
+dataset, model or path configuration than the caller expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["FORMAT", "CheckpointError", "link_or_copy", "load_checkpoint", "save_checkpoint"]
+
+FORMAT = "fmrepro-ckpt-v1"
+REQUIRED = ("format", "experiment", "dataset", "method", "model_config", "path_config", "train_config",
+            "model", "ema", "step")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, unsafe, or does not match what the caller expects."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> Path:
+    """Atomically write ``payload`` to ``path`` (temp file in the same dir, fsync, ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(payload), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> Path:
+    """Atomically make ``dst`` a hard link to (or, across file systems, a copy of) ``src``."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        return save_checkpoint(torch.load(src, map_location="cpu", weights_only=True), dst)
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+    return dst
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely and check it against ``expect``.
+
+    Args:
+        path: checkpoint file.
+        expect: header fields the checkpoint must carry, e.g. ``{"method": "fm_ot",
+            "model_config": cfg["model"]}``; dicts are compared by value (lists == tuples).
+        map_location: where tensors are loaded.
+
+    Raises:
+        CheckpointError: missing, truncated/corrupted, holding non-tensor objects, not in
+            the fmrepro format, or differing from ``expect`` (the message names the field,
+            both values and the file).
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        why = lines[0] if lines else type(exc).__name__
+        if "GLOBAL" in why:
+            raise CheckpointError(f"{path}: refused, not a plain-tensor checkpoint (weights_only): {why}") from None
+        raise CheckpointError(f"{path}: corrupted or truncated checkpoint (weights_only loader: {why})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: corrupted or truncated checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: not an fmrepro checkpoint (format={found!r}, expected {FORMAT!r})")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    for key, want in (expect or {}).items():
+        have = ckpt.get(key)
+        if _canonical(have) != _canonical(want):
+            raise CheckpointError(f"{path}: checkpoint {key} is {_canonical(have)}, expected "
+                                  f"{_canonical(want)} (written by another job or configuration)")
+    return ckpt

@@ -1,0 +1,215 @@
+"""The training loop shared by every method: one plain function, :func:`train_loop`.
+
+Each optimizer update minimises the mean of the method's per-sample objective over one
+global batch of ``batch_size`` data points x_1 (for FM-OT, the CFM loss of Sec. 3.2,
+E_{t, x_0, x_1} || v_theta(t, psi_t(x_0)) - u_t(x_0 | x_1) ||^2). The batch is cut into
+``micro_batches`` equal chunks; chunk k of update s draws its noise x_0, its times t and
+its dequantization noise from generators seeded with ``derive_seed(seed, s, k)``. With W
+DDP ranks each rank computes the chunks k = rank * (C / W) ... and DDP averages the
+gradients, so the update equals the single-process one with the same ``micro_batches``
+up to float summation order, and a resumed run repeats exactly the updates it would
+have made. Adam, the LR schedule, gradient clipping (global norm), EMA, bf16 autocast
+(GPU), checkpoints and MLflow logging are a few lines each below.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fmcore.tracking import NullTracker, Tracker
+from fmcore.training.checkpoint import FORMAT, link_or_copy, save_checkpoint
+from fmcore.training.distributed import DistEnv
+from fmcore.training.ema import EMA
+from fmcore.training.progress import Progress
+from fmcore.training.rng import capture_rng, derive_seed, restore_rng
+from fmcore.training.sampler import BatchSampler
+from fmcore.training.schedule import build_scheduler
+
+__all__ = ["TrainResult", "train_loop"]
+
+LOSS_TAIL = 100  # train.json's final loss is the mean of the last LOSS_TAIL steps
+NOISE_KEY = 1  # derive_seed(seed, step, chunk, NOISE_KEY) -> x_0, t ; DATA_KEY -> dequantization
+DATA_KEY = 2
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train_loop` did."""
+
+    step: int  # updates done in total (including before a resume)
+    final_loss: float  # mean loss of the last LOSS_TAIL updates
+    first_loss: float | None  # loss of the first update of this call (None if it did none)
+    samples_per_s: float  # global samples per second during this call
+    seconds: float  # wall time of this call's loop
+    preempted: bool  # stopped early by a signal; last.pt holds the state
+    checkpoint: Path | None  # the final checkpoint.pt (None when preempted)
+
+
+def _chunks(train_cfg: Mapping[str, Any], denv: DistEnv) -> tuple[int, int]:
+    batch = int(train_cfg["batch_size"])
+    chunks = int(train_cfg.get("micro_batches", denv.world_size))
+    if batch % chunks or chunks % denv.world_size:
+        raise ValueError(f"train.batch_size={batch}, train.micro_batches={chunks}, world size "
+                         f"{denv.world_size}: need micro_batches | batch_size and world size | micro_batches")
+    return chunks, batch // chunks
+
+
+def train_loop(
+    *,
+    model: nn.Module,  # the vector-field network (unwrapped); trained in place
+    objective: Callable[..., torch.Tensor],  # objective(model, x_1, generator) -> loss [B]
+    dataset: Any,  # a PreparedDataset: len() and get_batch(indices) -> x_1 [B, ...]
+    job: Mapping[str, Any],  # fmcore.config.resolve_job(...) of this run
+    run_dir: Path,  # where checkpoints go
+    steps: int,  # total optimizer updates T of the run (also the schedule's length)
+    device: torch.device,
+    denv: DistEnv = DistEnv(),
+    tracker: Tracker | None = None,
+    resume: Mapping[str, Any] | None = None,  # a loaded last.pt to continue from
+    should_stop: Callable[[], bool] = lambda: False,  # polled at each step boundary (signals)
+    progress_stream: Any = None,
+) -> TrainResult:
+    """Train ``model`` for ``steps`` updates (see module docstring); returns a :class:`TrainResult`."""
+    tcfg = job["train"]
+    tracker = tracker or NullTracker()
+    chunks, chunk_size = _chunks(tcfg, denv)
+    mine = range(denv.rank * chunks // denv.world_size, (denv.rank + 1) * chunks // denv.world_size)
+    seed, lr = int(tcfg["seed"]), float(tcfg["lr"])
+    adam = tcfg.get("adam", {})
+    clip = float(tcfg.get("grad_clip", 0.0))
+    ckpt_every = int(tcfg.get("checkpoint_every", steps))
+    log_every = int(tcfg.get("log_every", 25))
+    on_gpu = device.type == "cuda"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tcfg.get("precision", "fp32"))
+
+    model.to(device).train()
+    ema = EMA(model, float(tcfg["ema_decay"]))
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(adam.get("betas", (0.9, 0.999))),
+                           eps=float(adam.get("eps", 1e-8)), weight_decay=float(adam.get("weight_decay", 0.0)))
+    sched = build_scheduler(opt, lr, tcfg["lr_schedule"], steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and amp_dtype is torch.float16)
+    sampler = BatchSampler(len(dataset), int(tcfg["batch_size"]), seed)
+    step, tail = 0, collections.deque(maxlen=LOSS_TAIL)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        ema.load_state_dict(resume["ema"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        if scaler.is_enabled() and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        sampler.load_state_dict(restore_rng(resume["rng"]))
+        step, tail = int(resume["step"]), collections.deque(resume.get("loss_tail", []), maxlen=LOSS_TAIL)
+    net: nn.Module = model
+    if denv.world_size > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
+    if tcfg.get("compile", False):
+        net = torch.compile(net)
+
+    def payload() -> dict[str, Any]:
+        return {"format": FORMAT, "experiment": job["experiment"], "dataset": job["dataset"],
+                "method": job["method"], "model_config": job["model"], "path_config": job["path"],
+                "train_config": {**tcfg, "steps": steps}, "model": model.state_dict(),
+                "ema": ema.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "step": step,
+                "rng": capture_rng(sampler.state_dict()), "loss_tail": list(tail),
+                "mlflow_run_id": tracker.run_id}
+
+    def save(name: str, keep_step: bool) -> Path | None:
+        if not denv.is_main:
+            return None
+        path = save_checkpoint(payload(), run_dir / name)
+        if keep_step:
+            link_or_copy(path, run_dir / "checkpoints" / f"step_{step}.pt")
+        return path
+
+    progress = Progress(steps, initial=step, enabled=denv.is_main, stream=progress_stream,
+                        label=f"train {job['dataset']}/{job['method']}")
+    pending: list[torch.Tensor] = []  # per-step losses not yet logged (one sync per log interval)
+    first_loss, start_step, preempted = None, step, False
+    t0 = t_log = time.perf_counter()
+    step_log = step
+
+    def flush_logs() -> None:
+        nonlocal pending, first_loss, t_log, step_log
+        if not pending:
+            return
+        losses = torch.stack(pending)
+        if denv.world_size > 1:
+            dist.all_reduce(losses)
+            losses /= denv.world_size
+        values = losses.tolist()
+        first_loss = values[0] if first_loss is None else first_loss
+        tail.extend(values)
+        now = time.perf_counter()
+        sps = (step - step_log) * sampler.batch_size / max(now - t_log, 1e-9)
+        cur_lr = sched.get_last_lr()[0]
+        if denv.is_main:
+            for i, v in enumerate(values):
+                s = step - len(values) + i + 1
+                tracker.log_metrics({"loss": v} if s < step else
+                                    {"loss": v, "lr": cur_lr, "samples_per_s": sps}, step=s)
+        progress.update(step, values[-1], sps, cur_lr)
+        pending, t_log, step_log = [], now, step
+
+    while step < steps:
+        stop = torch.tensor([float(should_stop())])
+        if denv.world_size > 1:  # stop together, or the others hang in the next all-reduce
+            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        if stop.item():
+            flush_logs()
+            save("last.pt", keep_step=False)
+            progress.write(f"stopped by signal at step {step}/{steps}; state saved to {run_dir / 'last.pt'}")
+            preempted = True
+            break
+        idx = sampler.next_indices()
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        for j, k in enumerate(mine):
+            gen_data = torch.Generator().manual_seed(derive_seed(seed, step, k, DATA_KEY))
+            gen_noise = torch.Generator(device).manual_seed(derive_seed(seed, step, k, NOISE_KEY))
+            dataset.generator = gen_data
+            x_1 = dataset.get_batch(idx[k * chunk_size:(k + 1) * chunk_size]).to(device, non_blocking=True)
+            sync = contextlib.nullcontext() if j == len(mine) - 1 or denv.world_size == 1 else net.no_sync()
+            with sync, torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                      enabled=on_gpu and amp_dtype is not None):
+                loss = objective(net, x_1, gen_noise).float().mean()
+                scaler.scale(loss / len(mine)).backward()
+            total += loss.detach()
+        if clip > 0:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        ema.update(model)
+        pending.append(total / len(mine))
+        step += 1
+        if step % log_every == 0 or step == steps or step % ckpt_every == 0:
+            flush_logs()
+        if step % ckpt_every == 0 and step < steps:
+            save("last.pt", keep_step=True)
+    flush_logs()
+    seconds = time.perf_counter() - t0
+    final = None
+    if not preempted:
+        tracker.flush(timeout=30.0)  # so the final checkpoint knows its MLflow run id
+        final = save("checkpoint.pt", keep_step=False)
+        if final is not None:
+            link_or_copy(final, run_dir / "last.pt")
+            if step % ckpt_every == 0:
+                link_or_copy(final, run_dir / "checkpoints" / f"step_{step}.pt")
+    progress.close()
+    done = step - start_step
+    return TrainResult(step=step, final_loss=sum(tail) / max(len(tail), 1), first_loss=first_loss,
+                       samples_per_s=done * sampler.batch_size / max(seconds, 1e-9), seconds=seconds,
+                       preempted=preempted, checkpoint=final)
