@@ -1,14 +1,15 @@
 """Synthetic 2D densities, generated from a seed (offline stand-ins; the paper's Fig. 4).
 
-Checkerboard, the FFJORD / torchcfm convention (Grathwohl et al. 2019), which is also "a 4x4
-checkerboard on [-4, 4]^2": the square [-4, 4]^2 is cut into 4 x 4 cells of side 2 and the 8
-cells with ``(floor(x/2) + floor(y/2))`` even are filled, uniformly. Its density is uniform
-on a support of area 8 * 2 * 2 = 32, so exactly
+Checkerboard: a 4x4 checkerboard on [-4, 4]^2. The square is cut into 4 x 4 cells of side 2
+and the 8 cells with ``floor(x/2) + floor(y/2)`` odd are filled, uniformly (the cell
+[-4, -2)^2 is empty). It is the mirror image (x -> -x) of the FFJORD / torchcfm checkerboard
+(Grathwohl et al. 2019: x ~ U[-2, 2], y ~ U[0, 1) - 2 Bernoulli(1/2) + (floor(x) mod 2), both
+doubled, which fills the even cells), so the two have the same shape and the same density. Its
+density is uniform on a support of area 8 * 2 * 2 = 32, so exactly
 
 .. math::  \\log p_1(x) = -\\log 32 \\approx -3.4657 \\ \\text{on the support}, \\ -\\infty \\ \\text{off it}.
 
-(FFJORD draws x ~ U[-2, 2], y ~ U[0, 1) - 2 * Bernoulli(1/2) + (floor(x) mod 2) and doubles
-both: the same 8 filled cells.) The exact value gives a "sanity gap" for 2D NLLs.
+The exact value gives a "sanity gap" for 2D NLLs.
 
 Eight Gaussians (FFJORD): centres 4 * (cos(k pi/4), sin(k pi/4)), std 0.5, then everything
 divided by 1.414, i.e. an equal-weight mixture with centres 4/1.414 * e_k and std 0.5/1.414;
@@ -44,7 +45,7 @@ _EIGHT_CENTRES = 4.0 / _EIGHT_SCALE * np.array(
 )
 _EIGHT_STD = 0.5 / _EIGHT_SCALE
 # Filled cells of the checkerboard, lower-left corners (cell side 2).
-_CELLS = np.array([(x, y) for x in range(-4, 4, 2) for y in range(-4, 4, 2) if (x // 2 + y // 2) % 2 == 0])
+_CELLS = np.array([(x, y) for x in range(-4, 4, 2) for y in range(-4, 4, 2) if (x // 2 + y // 2) % 2 == 1])
 
 
 def _checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -81,7 +82,7 @@ def checkerboard_log_prob(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     inside = np.all((x >= -4.0) & (x < 4.0), axis=-1)
     cell = np.floor(x / 2.0).astype(np.int64)
-    filled = ((cell[..., 0] + cell[..., 1]) % 2) == 0
+    filled = ((cell[..., 0] + cell[..., 1]) % 2) == 1
     return np.where(inside & filled, CHECKERBOARD_LOG_DENSITY, -np.inf)
 
 
@@ -118,5 +119,5 @@ def prepare_toy2d(cfg: dict, raw: Path | None, out_dir: Path) -> dict[str, Any]:
     info: dict[str, Any] = {"shape": shape, "generator": "numpy PCG64, SeedSequence(seed).spawn(2)"}
     if shape == "checkerboard":
         info["log_density"] = CHECKERBOARD_LOG_DENSITY
-        info["support"] = "[-4,4]^2, 4x4 cells of side 2, cells with floor(x/2)+floor(y/2) even"
+        info["support"] = "[-4,4]^2, 4x4 cells of side 2, cells with floor(x/2)+floor(y/2) odd"
     return {"source_checksums": {}, "info": info}

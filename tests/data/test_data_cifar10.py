@@ -88,6 +88,7 @@ def test_both_numpy_module_names_load(legacy):
     from fmcore.data.cifar10 import load_batch_bytes
 
     raw, data, labels = cifar_batch_pickle(3, seed=7, legacy_numpy_name=legacy)
-    assert (b"numpy.core.multiarray\n" in raw) is legacy and (b"numpy._core.multiarray\n" in raw) is not legacy
+    assert (b"numpy.core.multiarray\n" in raw) is legacy
+    assert (b"numpy._core.multiarray\n" in raw) is not legacy
     images, got_labels = load_batch_bytes(raw, "batch")
     assert np.array_equal(images.reshape(3, -1), data) and got_labels.tolist() == labels

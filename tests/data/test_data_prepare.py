@@ -128,7 +128,8 @@ def test_loader_refuses_a_file_that_disagrees_with_the_manifest(tmp_path):
     out = tmp_path / "cb"
     prepare("cb", CB, out)
     np.save(out / "test.npy", np.zeros((20, 3), np.float32))
-    with pytest.raises(DataError, match=r"test.npy: shape \[20, 3\] float32, manifest says \[20, 2\] float32"):
+    expected = r"test.npy: shape \[20, 3\] float32, manifest says \[20, 2\] float32"
+    with pytest.raises(DataError, match=expected):
         load_split(out, "test")
     (out / "train.npy").write_bytes(b"garbage")
     with pytest.raises(DataError, match="train.npy: not a readable .npy file"):

@@ -19,16 +19,19 @@ def test_checkerboard_support_and_density():
     _, counts = np.unique(cells, axis=0, return_counts=True)
     assert len(counts) == 8 and counts.min() > 0.9 * 20000 / 8
     # empty cells and outside have -inf; the density integrates to 1 (Monte Carlo on [-4,4]^2)
-    assert np.all(checkerboard_log_prob(np.array([[2.5, 0.5], [-1.0, -3.0], [4.5, 0.0]])) == -np.inf)
-    assert np.all(np.isfinite(checkerboard_log_prob(np.array([[0.5, 0.5], [-3.0, -3.0]]))))
+    assert np.all(checkerboard_log_prob(np.array([[0.5, 0.5], [-3.0, -3.0], [4.5, 0.0]])) == -np.inf)
+    assert np.all(np.isfinite(checkerboard_log_prob(np.array([[2.5, 0.5], [-1.0, -3.0]]))))
 
 
-def test_checkerboard_is_the_ffjord_one():
-    """FFJORD's generator (Grathwohl et al. 2019, lib/toy_data.py) lands on exactly our support."""
+def test_checkerboard_is_the_mirrored_ffjord_one():
+    """FFJORD's generator (Grathwohl et al. 2019, lib/toy_data.py), mirrored x -> -x, lands on our support."""
     rng = np.random.default_rng(0)
     x1 = rng.random(20000) * 4 - 2
     x2 = rng.random(20000) - rng.integers(0, 2, 20000) * 2 + np.floor(x1) % 2
     ffjord = np.stack([x1, x2], 1) * 2
+    assert not np.isfinite(checkerboard_log_prob(ffjord)).any()  # FFJORD fills the other 8 cells
+    ffjord[:, 0] = -ffjord[:, 0]
+    ffjord = ffjord[ffjord[:, 0] != 4.0]  # x = -(-4) = 4 is the open edge after mirroring
     assert np.all(np.isfinite(checkerboard_log_prob(ffjord)))
     ours = sample_toy2d("checkerboard", 20000, np.random.default_rng(1))
     assert np.allclose(np.cov(ours.T), np.cov(ffjord.T), atol=0.1)
