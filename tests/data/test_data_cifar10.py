@@ -92,3 +92,35 @@ def test_both_numpy_module_names_load(legacy):
     assert (b"numpy._core.multiarray\n" in raw) is not legacy
     images, got_labels = load_batch_bytes(raw, "batch")
     assert np.array_equal(images.reshape(3, -1), data) and got_labels.tolist() == labels
+
+
+def _extract(tar_path, dest):
+    import tarfile
+
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "cifar-10-batches-py"
+
+
+def test_extracted_folder_checks_each_batch_md5_before_reading(tmp_path, capsys):
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    content = make_cifar_tarball(tar, n=2)
+    folder = _extract(tar, tmp_path / "raw")
+    batch_md5 = {p.name: md5(p) for p in folder.iterdir() if "batch" in p.name and p.name != "batches.meta"}
+    cfg_md5 = {"source": "cifar10", "batch_md5": batch_md5}
+    m = prepare("cifar10", cfg_md5, tmp_path / "out", raw=tmp_path / "raw")
+    assert m["info"]["read_from"] == "folder" and len(m["source_checksums"]) == 6
+    assert np.array_equal(np.load(tmp_path / "out/test.npy").reshape(2, -1), content["test_batch"][0])
+    # default: the official batch md5s, so a miniature (or a tampered batch) is refused unread
+    (folder / "data_batch_4").write_bytes(pickle.dumps({b"data": _Evil()}, protocol=2))
+    official = r"data_batch_1: md5 [0-9a-f]{32}, expected c99cafc152244af753f735de768cd75f"
+    with pytest.raises(DataError, match=official):
+        prepare("cifar10", {"source": "cifar10"}, tmp_path / "out2", raw=folder)
+    with pytest.raises(DataError, match="data_batch_4: md5"):
+        prepare("cifar10", {"source": "cifar10", "batch_md5": batch_md5}, tmp_path / "out2", raw=folder)
+    assert "pwned" not in capsys.readouterr().out
+    (folder / "test_batch").unlink()
+    with pytest.raises(DataError, match="test_batch: missing"):
+        prepare("cifar10", {"source": "cifar10"}, tmp_path / "out2", raw=folder)
+    with pytest.raises(DataError, match="holds neither cifar-10-python.tar.gz nor cifar-10-batches-py/"):
+        prepare("cifar10", {"source": "cifar10"}, tmp_path / "out2", raw=tmp_path / "out")
