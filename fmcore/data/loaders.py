@@ -61,7 +61,7 @@ class PreparedDataset(Dataset):
         return int(self.array.shape[0])
 
     def _convert(self, raw: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.array(raw, copy=True))
+        x = torch.from_numpy(np.array(raw))  # a private, writable copy (never the memmap itself)
         if not self.is_image:
             return x.float()
         x = x.float()
@@ -76,6 +76,8 @@ class PreparedDataset(Dataset):
 
     def get_batch(self, indices: np.ndarray | torch.Tensor | list[int]) -> torch.Tensor:
         """A batch [B, ...] for explicit indices: one memory-mapped gather, one noise draw."""
+        if isinstance(indices, torch.Tensor):
+            indices = indices.detach().cpu().numpy()
         return self._convert(self.array[np.asarray(indices, dtype=np.int64)])
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:

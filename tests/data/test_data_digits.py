@@ -49,5 +49,6 @@ def test_loader_dequantizes_into_bins(digits_dir):
     centre = load_split(digits_dir, "train", dequantize=False)[0]
     assert torch.allclose(centre, (raw[0].float() + 0.5) / 128 - 1)
     assert len(ds) == 1437 and ds[5].shape == (1, 8, 8)
+    assert ds.get_batch(torch.tensor([3, 1])).shape == (2, 1, 8, 8)  # torch indices too
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True)
     assert next(iter(loader)).shape == (32, 1, 8, 8)
