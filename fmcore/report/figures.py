@@ -106,6 +106,7 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
             else:
                 ylabel = f"NLL ({data.nll_unit.get(dataset, 'unit not recorded')})"
             ax.set_ylabel(ylabel)
+            ax.ticklabel_format(axis="y", useOffset=False)
             ax.set_xlabel("training step")
             ax.grid(alpha=0.3)
             if i == 0:
@@ -125,13 +126,17 @@ def _trajectory_block(sub: Figure, data: FigureData, dataset: str) -> None:
     first = data.trajectories[pairs[0]]["x"]
     if first.ndim == 3 and first.shape[-1] == 2:
         axes = sub.subplots(1, len(pairs), squeeze=False)[0]
+        every = np.concatenate([data.trajectories[p]["x"].reshape(-1, 2) for p in pairs])
+        lim = 1.1 * float(np.quantile(np.abs(every), 0.995)) or 1.0
         for ax, (_, method) in zip(axes, pairs, strict=True):
             x = data.trajectories[(dataset, method)]["x"]
             ax.plot(x[:, :, 0], x[:, :, 1], color=_color(method), lw=0.6, alpha=0.6)
             ax.scatter(x[0, :, 0], x[0, :, 1], s=4, c="black", label="x_0 (noise)")
             ax.scatter(x[-1, :, 0], x[-1, :, 1], s=4, c=_color(method), label="x_1")
             ax.set_title(_label(method), fontsize=9)
-            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect("equal", adjustable="box")
             ax.set_xticks([])
             ax.set_yticks([])
         sub.suptitle(f"{dataset}: trajectories from the same noise")
@@ -158,10 +163,10 @@ def fig6_trajectories(data: FigureData) -> Figure:
         return _placeholder("Fig. 6: trajectories",
                             "no trajectories.npz in this experiment's evaluation runs")
     n_methods = max(sum(1 for p in data.order if p[0] == d and p in data.trajectories) for d in datasets)
-    heights = [2.6 if data.trajectories[next(p for p in data.order if p[0] == d and p in
+    heights = [3.0 if data.trajectories[next(p for p in data.order if p[0] == d and p in
                                              data.trajectories)]["x"].shape[-1] == 2
                else 1.1 * n_methods + 0.6 for d in datasets]
-    fig = Figure(figsize=(max(2.2 * n_methods, 8.0), sum(heights)), layout="constrained")
+    fig = Figure(figsize=(max(2.6 * n_methods, 5.0), sum(heights)), layout="constrained")
     subs = fig.subfigures(len(datasets), 1, squeeze=False, height_ratios=heights)[:, 0]
     for sub, dataset in zip(subs, datasets, strict=True):
         _trajectory_block(sub, data, dataset)
@@ -190,6 +195,8 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
             ax.xaxis.set_major_formatter(ScalarFormatter())
             if kind == "error" and all(v > 0 for line in ax.get_lines() for v in line.get_ydata()):
                 ax.set_yscale("log")
+            else:
+                ax.ticklabel_format(axis="y", useOffset=False)
             ax.set_xlabel("NFE")
             metric = data.quality_metric.get(dataset, "quality")
             ax.set_ylabel("error vs. adaptive solve" if kind == "error"

@@ -70,8 +70,9 @@ def caption(table: Table1, experiment: str) -> list[str]:
     ]
     if table.stand_ins:
         names = ", ".join(f"`{q}`" for q in table.stand_ins)
-        lines.append(f"`quality` is the metric named in `quality_metric`; {names} are stand-ins, "
-                     "not Inception FID, and are not comparable with `paper_fid`.")
+        verb = "are stand-ins" if len(table.stand_ins) > 1 else "is a stand-in"
+        lines.append(f"`quality` is the metric named in `quality_metric`; {names} {verb}, "
+                     "not Inception FID, and not comparable with `paper_fid`.")
     else:
         lines.append("`quality` is the metric named in `quality_metric` (`fid` = Inception FID).")
     if not table.nats.empty:
