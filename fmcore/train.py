@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     path = build_path(job["path"])
     objective = build_objective(job["path"], path)
     model = build_model(job["model"])
-    dataset = load_split(job["paths"]["data_dir"], "train")
+    dataset = load_split(job["paths"]["data_dir"], "train", check=True)  # sha256 vs manifest first
     resume = _resume_state(run_dir, job, steps)
 
     tracker = NullTracker()
