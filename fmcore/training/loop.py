@@ -167,6 +167,7 @@ def train_loop(
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         if stop.item():
             flush_logs()
+            tracker.flush(timeout=30.0)  # so last.pt knows the MLflow run to continue
             save("last.pt", keep_step=False)
             progress.write(f"stopped by signal at step {step}/{steps}; state saved to {run_dir / 'last.pt'}")
             preempted = True
