@@ -4,7 +4,7 @@
 
     python -m fmcore.evaluate reference --params P --dataset D [--force]
     python -m fmcore.evaluate run --params P --dataset D --method M
-        [--only nll,quality,nfe,sweep,during_training,trajectories,snapshots]
+        [--only nll,quality,nfe,sweep,during_training,trajectories,snapshots] [--strict]
 
 ``reference`` writes ``results/<exp>/<D>/reference/`` (statistics of the training split,
 the digits feature CNN, fresh 2D samples); ``run`` evaluates the final EMA checkpoint of
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--dataset", required=True)
     ref.add_argument("--force", action="store_true", help="recompute even if up to date")
     run.add_argument("--method", required=True)
+    run.add_argument("--strict", action="store_true", help="exit 1 if any part's ODE solve failed")
     run.add_argument("--only", default=None,
                      help="comma list of parts: nll,quality,nfe,sweep,during_training,trajectories,snapshots")
     return parser
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    if args.cmd == "run" and out.get("failed"):
+        print(f"warning: failed parts (not cached, see metrics.json): {', '.join(out['failed'])}", file=sys.stderr)
+        if args.strict:
+            return 1
     shown = out.get("metrics", {k: v for k, v in out.items() if isinstance(v, (int, float))})
     print(json.dumps(shown, sort_keys=True))
     print(f"{args.cmd} {args.dataset}{'/' + args.method if args.cmd == 'run' else ''}: "

@@ -13,7 +13,23 @@ from fmcore.data import PreparedDataset
 from fmcore.evaluation.model import EvalModel
 from fmcore.evaluation.quality import QualityMetric
 
-__all__ = ["EvalContext", "PartResult", "seeded_generator", "standard_noise"]
+__all__ = ["EvalContext", "PartResult", "SolverFailure", "guard_solver", "seeded_generator", "standard_noise"]
+
+
+class SolverFailure(RuntimeError):
+    """An ODE solve of the trained field failed (step-size underflow, non-finite values)."""
+
+
+def guard_solver(what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN201 - thin wrapper
+    """Call ``fn``; turn torchdiffeq's step-size assertion into :class:`SolverFailure` naming ``what``."""
+    try:
+        out = fn(*args, **kwargs)
+    except AssertionError as exc:  # torchdiffeq: 'underflow in dt ...'
+        raise SolverFailure(f"{what}: ODE solver failed ({exc}); the field is too stiff for these tolerances") from None
+    first = out[0] if isinstance(out, tuple) else out
+    if isinstance(first, torch.Tensor) and not bool(torch.isfinite(first).all()):
+        raise SolverFailure(f"{what}: ODE solution is not finite (diverged)")
+    return out
 
 
 def seeded_generator(seed: int, stream: str, index: int = 0) -> torch.Generator:

@@ -1,7 +1,7 @@
 """Quality and NLL of the periodic checkpoints against the training step (data of Fig. 5).
 
 Checkpoints ``<run_dir>/checkpoints/step_<N>.pt`` with N a multiple of
-``during_training.every`` are evaluated with their EMA weights: the quality metric of
+``during_training.every`` and N <= the final checkpoint's step are evaluated with their EMA weights: the quality metric of
 ``during_training.n_samples`` dopri5 samples and the NLL of ``during_training.nll_n`` test
 points (bits/dim for images, nats for 2D; exact or Hutchinson as in the ``nll`` section
 unless ``during_training.nll_exact`` overrides it). One cached result per checkpoint.
@@ -38,7 +38,8 @@ def periodic_checkpoints(run_dir: str | Path, every: int) -> list[tuple[int, Pat
 def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
     """Evaluate every selected periodic checkpoint (see module docstring)."""
     cfg = ctx.cfg["during_training"]
-    ckpts = periodic_checkpoints(ctx.job["paths"]["run_dir"], int(cfg["every"]))
+    ckpts = [(s, p) for s, p in periodic_checkpoints(ctx.job["paths"]["run_dir"], int(cfg["every"]))
+             if s <= ctx.model.step]  # stale files of a longer earlier run are not this run's history
     if not ckpts:
         raise ValueError(
             f"{Path(ctx.job['paths']['run_dir']) / 'checkpoints'}: no step_<N>.pt with N a multiple of "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fmcore.evaluation.context import EvalContext, PartResult, standard_noise
+from fmcore.evaluation.context import EvalContext, PartResult, guard_solver, standard_noise
 from fmcore.sampling import sample_path
 
 __all__ = ["run_snapshots", "run_trajectories", "straightness"]
@@ -51,7 +51,8 @@ def _grid(ctx: EvalContext, times: list[float]) -> torch.Tensor:
 def _solve(ctx: EvalContext, n: int, t: torch.Tensor, stream: str) -> torch.Tensor:
     tol = ctx.cfg["nfe"]
     noise = standard_noise(n, ctx.sample_shape, ctx.seed, stream)
-    traj, _ = sample_path(ctx.model.v, ctx.model.path, noise, method="dopri5", t_grid=t,
+    traj, _ = guard_solver(f"{stream} {ctx.job['dataset']}/{ctx.job['method']}", sample_path,
+                           ctx.model.v, ctx.model.path, noise, method="dopri5", t_grid=t,
                           atol=float(tol["atol"]), rtol=float(tol["rtol"]))  # fmt: skip
     return traj
 

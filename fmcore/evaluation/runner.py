@@ -8,6 +8,10 @@ reference files) plus ``<eval_dir>/<part>.npz``; a rerun reuses a part whose fin
 matches and recomputes it otherwise. Inside a part, batches are cached under
 ``<eval_dir>/partial/`` until the part is done.
 
+A part whose ODE solve fails (dopri5 step-size underflow on a stiff field, non-finite
+samples) is recorded under ``failed`` in metrics.json and the tag ``fmrepro.failed_parts``,
+is not cached, and the other parts go on; ``--strict`` turns that into exit status 1.
+
 Every invocation then writes ``<eval_dir>/metrics.json`` (DVC metrics) from all valid
 cached parts and logs them as one new MLflow run ``eval/<dataset>/<method>`` (child of the
 training run; tags and metric names as docs/CONTRACTS.md), so the latest evaluation run
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +30,7 @@ import numpy as np
 
 from fmcore.config import resolve_job
 from fmcore.data import dataset_hash, load_split
-from fmcore.evaluation.context import EvalContext, PartResult
+from fmcore.evaluation.context import EvalContext, PartResult, SolverFailure
 from fmcore.evaluation.during_training import run_during_training
 from fmcore.evaluation.io import atomic_savez, atomic_write_json, load_npz
 from fmcore.evaluation.model import load_eval_model
@@ -111,7 +116,7 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
             "fmrepro.quality_metric": summary["quality_metric"], "fmrepro.stand_in": str(summary["stand_in"]).lower(),
             "fmrepro.checkpoint": str(ctx.model.checkpoint), "fmrepro.checkpoint_step": str(ctx.model.step),
             "fmrepro.git_commit": git_commit(), "fmrepro.host": platform.node(), "fmrepro.device": "cpu",
-            "fmrepro.parts": ",".join(results)}  # fmt: skip
+            "fmrepro.parts": ",".join(results), "fmrepro.failed_parts": ",".join(summary["failed"])}  # fmt: skip
     tracker = start_run(job["experiment"], f"eval/{job['dataset']}/{job['method']}", tags=tags,
                         params={"evaluate": job["evaluate"]}, parent_run_id=ctx.model.train_run_id,
                         spool_path=ctx.eval_dir / "mlflow_spool.jsonl")  # fmt: skip
@@ -159,6 +164,7 @@ def evaluate_job(
     fps = {p: {**base, "part": p, "sections": {s: cfg.get(s) for s in _DEPENDS[p]}} for p in PARTS}
     wanted = only or list(PARTS)
     results: dict[str, PartResult] = {}
+    failed: dict[str, str] = {}
     for part in PARTS:
         res = _load_part(eval_dir, part, fps[part])
         if res is None and part in wanted:
@@ -168,7 +174,14 @@ def evaluate_job(
                                      f"reference --params <params> --dataset {dataset}` first")  # fmt: skip
                 ctx.quality = build_quality(cfg["quality"], dataset, ref_dir, feature_network)
             log(f"evaluate {dataset}/{method}: {part} ...")
-            res = _compute(part, ctx, fps[part])
+            start = time.perf_counter()
+            try:
+                res = _compute(part, ctx, fps[part])
+            except SolverFailure as exc:  # recorded, not cached: a rerun tries again
+                failed[part] = str(exc)
+                log(f"evaluate {dataset}/{method}: {part} FAILED: {exc}")
+                continue
+            res.info["seconds"] = round(time.perf_counter() - start, 2)
             _save_part(eval_dir, part, fps[part], res)
         if res is not None:
             results[part] = res
@@ -182,7 +195,7 @@ def evaluate_job(
                 metrics[f"reference/{k}"] = float(ref_info[k])
     summary = {"dataset": dataset, "method": method, "experiment": job["experiment"],
                "checkpoint_step": model.step, "quality_metric": metric, "stand_in": metric != "fid",
-               "parts": sorted(results), "metrics": metrics,
+               "parts": sorted(results), "failed": failed, "metrics": metrics,
                "info": {p: r.info for p, r in results.items() if r.info}}  # fmt: skip
     atomic_write_json(eval_dir / "metrics.json", summary)
     summary["mlflow_run_id"] = _log_mlflow(job, ctx, results, summary)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmcore.evaluation.context import EvalContext, seeded_generator, standard_noise
+from fmcore.evaluation.context import EvalContext, guard_solver, seeded_generator, standard_noise
 from fmcore.evaluation.io import BatchCache
 from fmcore.evaluation.model import EvalModel
 from fmcore.evaluation.quality import QualityMetric
@@ -56,7 +56,8 @@ def nll_metrics(
     def batch(i: int) -> dict[str, np.ndarray]:
         ctx.test.generator = seeded_generator(ctx.seed, "nll_dequant", i)
         x_1 = ctx.test.get_batch(idx[i * bs : (i + 1) * bs])
-        out = batch_log_prob(model.v, model.path, x_1, nll_cfg, generator=seeded_generator(ctx.seed, "nll_probe", i))
+        out = guard_solver(f"nll {ctx.job['dataset']}/{ctx.job['method']} step {model.step}", batch_log_prob,
+                           model.v, model.path, x_1, nll_cfg, generator=seeded_generator(ctx.seed, "nll_probe", i))
         out["x"] = x_1.numpy() if not ctx.is_image else np.zeros((len(x_1), 0), np.float32)
         return out
 
@@ -90,7 +91,8 @@ def quality_metrics(
     def batch(i: int) -> dict[str, np.ndarray]:
         m = min(bs, n_samples - i * bs)
         noise = standard_noise(m, ctx.sample_shape, ctx.seed, stream, i)
-        x_1, nfe = sample_path(model.v, model.path, noise, method="dopri5", atol=float(tol["atol"]),
+        x_1, nfe = guard_solver(f"samples {ctx.job['dataset']}/{ctx.job['method']} step {model.step}", sample_path,
+                                model.v, model.path, noise, method="dopri5", atol=float(tol["atol"]),
                                rtol=float(tol["rtol"]))  # fmt: skip
         return {"features": quality.features(x_1), "nfe": np.array([nfe], dtype=np.int64)}
 

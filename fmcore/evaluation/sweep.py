@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fmcore.evaluation.context import EvalContext, PartResult, standard_noise
+from fmcore.evaluation.context import EvalContext, PartResult, guard_solver, standard_noise
 from fmcore.evaluation.io import BatchCache
 from fmcore.sampling import sample_path
 
@@ -59,8 +59,8 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
     ref_cache = BatchCache(ctx.eval_dir / "partial" / "sweep_reference", fingerprint)
 
     def reference(_: int) -> dict[str, np.ndarray]:
-        x, nfe = sample_path(model.v, model.path, noise, method="dopri5", atol=float(cfg["reference_atol"]),
-                             rtol=float(cfg["reference_rtol"]))  # fmt: skip
+        x, nfe = guard_solver("sweep reference", sample_path, model.v, model.path, noise, method="dopri5",
+                              atol=float(cfg["reference_atol"]), rtol=float(cfg["reference_rtol"]))
         return {"x": x.numpy(), "nfe": np.array([nfe])}
 
     ref = ref_cache.run(1, reference, desc="sweep reference (dopri5)")
@@ -71,6 +71,8 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
         x, nfe = sample_path(model.v, model.path, noise, method=solver, steps=steps)
         if nfe != budget:
             raise RuntimeError(f"sweep {solver}@{budget}: counted NFE {nfe} != budget (solver wiring changed?)")
+        if not bool(torch.isfinite(x).all()):  # a diverged low-NFE solve is a data point, not a crash
+            return {"nfe": np.array([nfe]), "error": np.array([np.inf]), "quality": np.array([np.nan])}
         err = float(torch.sqrt(((x.double() - x_ref) ** 2).mean()))
         score = quality.score(quality.features(x))[quality.name]
         return {"nfe": np.array([nfe]), "error": np.array([err]), "quality": np.array([score])}
@@ -84,8 +86,11 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
         r, c = solvers.index(s), budgets.index(b)
         for k in table:
             table[k][r, c] = res[k][i]
-        out.history += [(f"sweep/{s}/quality", b, float(res["quality"][i])),
-                        (f"sweep/{s}/error", b, float(res["error"][i]))]  # fmt: skip
+        if np.isfinite(res["error"][i]):
+            out.history += [(f"sweep/{s}/quality", b, float(res["quality"][i])),
+                            (f"sweep/{s}/error", b, float(res["error"][i]))]  # fmt: skip
+        else:
+            out.info.setdefault("diverged", []).append(f"{s}@{b}")
     out.arrays = {"solvers": np.array(solvers), "budgets": np.array(budgets), **table,
                   "reference_nfe": np.array(int(ref["nfe"][0])), "metric": np.array(quality.name)}  # fmt: skip
     out.metrics = {"sweep/reference_nfe": float(ref["nfe"][0])}
