@@ -17,6 +17,7 @@ from fmcore.report import TABLE1_COLUMNS, build_report
 from fmcore.report.__main__ import main
 from fmcore.report.io import atomic_write
 from fmcore.report.paper import MODEL_TO_METHOD, load_paper_table, paper_markdown
+from fmcore.report.readme import dvc_data_hashes
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "fab"
@@ -267,4 +268,16 @@ def test_figures_without_data_are_placeholders(store: dict, tmp_path: Path) -> N
     rep = build_report("empty", store["uri"], tmp_path / "e", expected=[("digits", "fm_ot")])
     assert rep.table.missing == [("digits", "fm_ot")]
     assert (tmp_path / "e" / "fig4_paths_2d.png").read_bytes().startswith(b"\x89PNG")
+    again = build_report("empty", store["uri"], tmp_path / "e2", expected=[("digits", "fm_ot")])
+    for path in [p for p in rep.files if p.suffix in (".png", ".pdf")]:
+        assert path.read_bytes() == (again.out_dir / path.name).read_bytes(), path.name  # no dates inside
     shutil.rmtree(tmp_path / "e")
+
+
+def test_dvc_hashes_read_from_dvc_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "prepare@digits": {"cmd": "x", "outs": [{"path": "data/prepared/digits", "md5": "abc.dir"}]},
+        "prepare@other": {"cmd": "y", "outs": [{"path": "data/prepared/other", "md5": "def.dir"}]}}}))
+    assert dvc_data_hashes(lock, "data/prepared", ["digits", "checkerboard"]) == {"digits": "abc.dir"}
+    assert dvc_data_hashes(tmp_path / "absent.lock", "data/prepared", ["digits"]) == {}
