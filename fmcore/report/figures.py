@@ -52,6 +52,11 @@ def _placeholder(title: str, message: str) -> Figure:
     return fig
 
 
+def _panel_lim(points: np.ndarray, common: float) -> float:
+    """Half-width of a 2D panel: the shared one, widened to hold 99.5% of this panel's points."""
+    return max(common, 1.15 * float(np.quantile(np.abs(points), 0.995)))
+
+
 def fig4_paths_2d(data: FigureData) -> Figure:
     """Rows = (dataset/)method, columns = snapshot times, 2D histograms of x_t."""
     pairs = [p for p in data.order if p in data.snapshots and data.snapshots[p]["x"].ndim == 3
@@ -74,8 +79,9 @@ def fig4_paths_2d(data: FigureData) -> Figure:
                 ax.axis("off")
                 continue
             x = snap["x"][j]
-            hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=80, range=[[-lim, lim], [-lim, lim]])
-            ax.imshow(hist.T, origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis",
+            r = _panel_lim(x, lim)  # wider only where the panel's samples are (e.g. VE noise)
+            hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=80, range=[[-r, r], [-r, r]])
+            ax.imshow(hist.T, origin="lower", extent=(-r, r, -r, r), cmap="viridis",
                       interpolation="nearest", aspect="equal")
             if i == 0:
                 ax.set_title(f"t = {float(snap['t'][j]):.2f}")
@@ -126,16 +132,17 @@ def _trajectory_block(sub: Figure, data: FigureData, dataset: str) -> None:
     first = data.trajectories[pairs[0]]["x"]
     if first.ndim == 3 and first.shape[-1] == 2:
         axes = sub.subplots(1, len(pairs), squeeze=False)[0]
-        every = np.concatenate([data.trajectories[p]["x"].reshape(-1, 2) for p in pairs])
-        lim = 1.1 * float(np.quantile(np.abs(every), 0.995)) or 1.0
+        ends = np.concatenate([data.trajectories[p]["x"][-1] for p in pairs])
+        lim = max(1.0, 1.1 * float(np.quantile(np.abs(ends), 0.995)))
         for ax, (_, method) in zip(axes, pairs, strict=True):
             x = data.trajectories[(dataset, method)]["x"]
             ax.plot(x[:, :, 0], x[:, :, 1], color=_color(method), lw=0.6, alpha=0.6)
             ax.scatter(x[0, :, 0], x[0, :, 1], s=4, c="black", label="x_0 (noise)")
             ax.scatter(x[-1, :, 0], x[-1, :, 1], s=4, c=_color(method), label="x_1")
             ax.set_title(_label(method), fontsize=9)
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
+            r = _panel_lim(x.reshape(-1, 2), lim)
+            ax.set_xlim(-r, r)
+            ax.set_ylim(-r, r)
             ax.set_aspect("equal", adjustable="box")
             ax.set_xticks([])
             ax.set_yticks([])
