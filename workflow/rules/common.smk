@@ -10,6 +10,8 @@ from snakemake.utils import validate
 from fmcore.config import ParamsError, load_params, resolve_job, validate_params
 
 # The Python running Snakemake (.venv/bin/python): every job uses the same environment.
+# PY and PARAMS_FILE appear in the shell commands as globals on purpose (`snakemake --lint`
+# suggests `params:`): as params, moving the checkout or the venv would re-run every job.
 PY = sys.executable
 
 # The params file: the one given with --configfile, else the Snakefile's `configfile:`.
