@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from fmcore.report import TABLE1_COLUMNS, build_report
+from fmcore.report import TABLE1_COLUMNS, build_report, build_table1
 from fmcore.report.__main__ import main
 from fmcore.report.io import atomic_write
 from fmcore.report.paper import MODEL_TO_METHOD, load_paper_table, paper_markdown
@@ -281,3 +282,19 @@ def test_dvc_hashes_read_from_dvc_lock(tmp_path: Path) -> None:
         "prepare@other": {"cmd": "y", "outs": [{"path": "data/prepared/other", "md5": "def.dir"}]}}}))
     assert dvc_data_hashes(lock, "data/prepared", ["digits", "checkerboard"]) == {"digits": "abc.dir"}
     assert dvc_data_hashes(tmp_path / "absent.lock", "data/prepared", ["digits"]) == {}
+
+
+def test_build_table1_unit_flags_and_ratio() -> None:
+    nan = float("nan")
+    evals = pd.DataFrame([
+        {"dataset": "cifar10", "method": "fm_ot", "eval_run_id": "r1", "git_commit": "c", "data_hash": "h",
+         "quality_metric": "fid", "stand_in": "true", "nll_bpd": 3.0, "nll_bpd_se": 0.1, "nll_nats": nan,
+         "nll_nats_se": nan, "quality": 5.0, "nfe": 100.0},
+    ])
+    table = build_table1([("cifar10", "fm_ot"), ("cifar10", "rectified_flow")], evals, load_paper_table())
+    assert table.stand_ins == ["fid"]  # flagged as stand-in by the run itself: not called Inception FID
+    assert math.isnan(table.rows.loc[0, "nfe_ratio_vs_ddpm"])  # no ddpm row: no ratio
+    assert table.rows.loc[1, ["paper_nll_bpd", "paper_fid", "paper_nfe"]].isna().all()
+    assert table.missing == [("cifar10", "rectified_flow")] and table.nats.empty
+    with pytest.raises(ValueError, match="listed twice"):
+        build_table1([("cifar10", "fm_ot")] * 2, evals, load_paper_table())

@@ -73,7 +73,7 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
         raise ValueError(f"expected rows: ({dup[0]}, {dup[1]}) is listed twice")
     by_pair = {(r["dataset"], r["method"]): r for r in evaluations.to_dict("records")}
     by_paper = {(r["dataset"], r["method"]): r for r in paper.to_dict("records") if r["method"]}
-    rows, nats, missing = [], [], []
+    rows, nats, missing, stand_ins = [], [], [], set()
     nats_datasets = {d for (d, _), r in by_pair.items() if not math.isnan(_num(r.get("nll_nats")))}
     for dataset, method in expected:
         ev = by_pair.get((dataset, method))
@@ -81,6 +81,9 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
         if ev is None:
             missing.append((dataset, method))
             ev = {}
+        quality_metric = ev.get("quality_metric", "")
+        if quality_metric and (quality_metric != "fid" or ev.get("stand_in") == "true"):
+            stand_ins.add(quality_metric)  # the run's own stand_in flag wins over the name
         rows.append({
             "dataset": dataset,
             "method": method,
@@ -107,8 +110,7 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
         nfe / ddpm_nfe[d] if d in ddpm_nfe and ddpm_nfe[d] > 0 else math.nan
         for d, nfe in zip(table["dataset"], table["nfe"], strict=True)
     ]
-    stand_ins = sorted({q for q in table["quality_metric"] if q and q != "fid"})
-    return Table1(table, pd.DataFrame(nats, columns=NATS_COLUMNS), missing, stand_ins)
+    return Table1(table, pd.DataFrame(nats, columns=NATS_COLUMNS), missing, sorted(stand_ins))
 
 
 def _csv_cell(value: object) -> str:
