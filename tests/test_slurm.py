@@ -36,9 +36,8 @@ def _job_state(jobid: str) -> str:
     return match.group(1) if match else f"unknown ({out.stderr.strip()})"
 
 
-def test_first_smoke_jobs_run_through_sbatch(tmp_path, monkeypatch):
+def test_first_smoke_jobs_run_through_sbatch(tmp_path):
     """prepare digits + checkerboard and one short training, submitted by the slurm profile."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     params = write_yaml(tmp_path / "params.yaml", _small_params())
     run_dir = "results/slurmtest/checkerboard/fm_ot"
     targets = ["data/prepared/digits", "data/prepared/checkerboard", f"{run_dir}/train.json"]

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from workflow_util import DVC, ROOT, SMOKE_PARAMS, env, load_yaml, write_yaml
+from workflow_util import DVC, ROOT, env, load_yaml, tiny_smoke_params, write_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -21,21 +21,9 @@ JOBS = ("checkerboard-fm_ot", "checkerboard-fm_vp")
 
 
 def _tiny_params() -> dict:
-    p = load_yaml(SMOKE_PARAMS)
-    p["datasets"] = {"checkerboard": dict(p["datasets"]["checkerboard"], n_train=2000, n_test=200)}
+    p = tiny_smoke_params()
+    p["datasets"] = {"checkerboard": p["datasets"]["checkerboard"]}
     p["jobs"] = {k: p["jobs"][k] for k in JOBS}
-    p["train"]["checkerboard"].update(steps=20, batch_size=64, checkpoint_every=10)
-    p["train"]["checkerboard"]["lr_schedule"]["warmup_steps"] = 5
-    p["evaluate"]["checkerboard"].update(
-        nll={"n": 50, "batch_size": 50, "exact": True, "atol": 1e-3, "rtol": 1e-3},
-        quality={"metric": "w2_2d", "n_samples": 200, "batch_size": 200},
-        nfe={"atol": 1e-3, "rtol": 1e-3},
-        sweep={"solvers": ["euler"], "nfe": [4, 8], "n_samples": 100, "reference_atol": 1e-4,
-               "reference_rtol": 1e-4},
-        during_training={"every": 10, "n_samples": 100, "nll_n": 20},
-        trajectories={"n": 8, "points": 9},
-        snapshots={"n": 100, "t": [0.0, 0.5, 1.0]},
-    )
     return p
 
 

@@ -2,17 +2,18 @@
 
 Runs the real smoke experiment (14 trainings) in a temporary working directory with the
 repository's Snakefile and default profile (2 cores); ~10 minutes on an idle 2-core machine.
+FMREPRO_E2E_PARAMS=tiny runs the same grid shrunk to seconds per job (busy machines).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import shutil
+import os
 from pathlib import Path
 
 import pytest
-from workflow_util import SMOKE_PARAMS, load_yaml, snakemake
+from workflow_util import SMOKE_PARAMS, load_yaml, snakemake, tiny_smoke_params, write_yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -20,8 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("smoke")
-    (work / "params").mkdir()
-    shutil.copy(SMOKE_PARAMS, work / "params" / "smoke.yaml")
+    tiny = os.environ.get("FMREPRO_E2E_PARAMS") == "tiny"
+    write_yaml(work / "params" / "smoke.yaml", tiny_smoke_params() if tiny else load_yaml(SMOKE_PARAMS))
     out = snakemake(cwd=work, timeout=2300)
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     assert "34 of 34 steps (100%) done" in out.stdout + out.stderr
@@ -32,7 +33,7 @@ def test_outputs_exist_and_agree_with_mlflow(smoke_run):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{smoke_run}/mlflow.db")
-    params = load_yaml(SMOKE_PARAMS)
+    params = load_yaml(smoke_run / "params" / "smoke.yaml")
     rows = {}
     with open(smoke_run / "reports/smoke/table1.csv", newline="") as f:
         for row in csv.DictReader(f):

@@ -23,6 +23,7 @@ def env() -> dict:
     e = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
     e.pop("SNAKEMAKE_PROFILE", None)
+    e.pop("MLFLOW_TRACKING_URI", None)  # each run uses sqlite:///mlflow.db in its own directory
     return e
 
 
@@ -71,3 +72,24 @@ def placeholder_raw_inputs(params: dict, workdir: Path) -> None:
             path = workdir / cfg["raw"]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
+
+
+def tiny_smoke_params() -> dict:
+    """params/smoke.yaml shrunk to seconds per job (same grid, same code paths)."""
+    p = load_yaml(SMOKE_PARAMS)
+    p["datasets"]["checkerboard"].update(n_train=2000, n_test=200)
+    for dataset in ("checkerboard", "digits"):
+        p["train"][dataset].update(steps=20, batch_size=64, checkpoint_every=10)
+        p["train"][dataset]["lr_schedule"]["warmup_steps"] = 5
+        ev = p["evaluate"][dataset]
+        ev["nll"].update(n=50, batch_size=50, atol=1e-3, rtol=1e-3)
+        ev["quality"].update(n_samples=200, batch_size=200)
+        if "classifier_steps" in ev["quality"]:
+            ev["quality"]["classifier_steps"] = 50
+        ev["nfe"] = {"atol": 1e-3, "rtol": 1e-3}
+        ev["sweep"] = {"solvers": ["euler"], "nfe": [4, 8], "n_samples": 100,
+                       "reference_atol": 1e-4, "reference_rtol": 1e-4}
+        ev["during_training"] = {"every": 10, "n_samples": 100, "nll_n": 20}
+        ev["trajectories"] = {"n": 8, "points": 9}
+        ev["snapshots"] = {"n": 100, "t": [0.0, 0.5, 1.0]}
+    return p

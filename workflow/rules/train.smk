@@ -18,4 +18,4 @@ rule train:
         **resources_of("train"),
     shell:
         "{resources.mpi} {PY:q} -m fmcore.train --params {PARAMS_FILE:q}"
-        " --dataset {wildcards.dataset:q} --method {wildcards.method:q} >> {log:q} 2>&1"
+        " --dataset {wildcards.dataset:q} --method {wildcards.method:q} > {log:q} 2>&1"
