@@ -28,7 +28,9 @@ DEFAULT_PARAMS = "params/smoke.yaml"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m fmcore.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fmcore.report",
+        description="Write reports/<experiment>/ (Table 1, Figures 4-7) from MLflow records.")
     parser.add_argument("--params", help=f"params YAML; its jobs are the expected rows "
                                          f"(default {DEFAULT_PARAMS} when --experiment is not given)")
     parser.add_argument("--experiment", help="MLflow experiment name; alone, rows = what MLflow holds")

@@ -200,7 +200,8 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
                                 ms=3, color=_color(method))
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())
-            if kind == "error" and all(v > 0 for line in ax.get_lines() for v in line.get_ydata()):
+            shown = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
+            if kind == "error" and shown and min(shown) > 0:
                 ax.set_yscale("log")
             else:
                 ax.ticklabel_format(axis="y", useOffset=False)
