@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +300,12 @@ def test_build_table1_unit_flags_and_ratio() -> None:
     assert table.missing == [("cifar10", "rectified_flow")] and table.nats.empty
     with pytest.raises(ValueError, match="listed twice"):
         build_table1([("cifar10", "fm_ot")] * 2, evals, load_paper_table())
+
+
+@pytest.mark.slow
+def test_module_entry_point_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "fmcore.report", "--experiment", "smoke",
+                           "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1 and not (tmp_path / "none.db").exists()
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
