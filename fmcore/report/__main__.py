@@ -42,6 +42,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _portable(arg: str) -> str:
+    """An absolute path (or sqlite URI) inside the working directory, made relative for the README."""
+    prefix = "sqlite:///" if arg.startswith("sqlite:////") else ""
+    path = Path(arg[len(prefix):])
+    if path.is_absolute():
+        try:
+            return prefix + str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return arg
+    return arg
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = parse_args(argv)
@@ -56,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         uri = resolve_tracking_uri(args.tracking_uri)
         out = Path(args.out) if args.out else Path("reports") / experiment
         given = argv if argv is not None else sys.argv[1:]
-        command = "python -m fmcore.report " + shlex.join(given)
-        report = build_report(experiment, uri, out, expected=expected, data_dir=data_dir, command=command,
-                              figures=not args.no_figures)
+        command = "python -m fmcore.report " + shlex.join(_portable(a) for a in given)
+        report = build_report(experiment, _portable(uri), out, expected=expected, data_dir=data_dir,
+                              command=command, figures=not args.no_figures)
     except (ParamsError, ValueError) as exc:  # ReportError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
