@@ -35,14 +35,20 @@ class EMA:
             raise ValueError(f"train.ema_decay={decay!r}: expected a number in [0, 1]")
         self.decay = float(decay)
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        # Walking a deep module tree costs milliseconds: collect the tensors once.
+        self._ema_params = list(self.model.parameters())
+        self._ema_buffers = list(self.model.buffers())
+        self._source: tuple[int, list[torch.Tensor], list[torch.Tensor]] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """One EMA step towards ``model``'s current weights."""
-        dst = list(self.model.parameters())
-        if dst:  # one fused multi-tensor lerp: theta_ema += (1 - beta) (theta - theta_ema)
-            torch._foreach_lerp_(dst, [p.detach() for p in model.parameters()], 1.0 - self.decay)
-        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+        if self._source is None or self._source[0] != id(model):
+            self._source = (id(model), [p.detach() for p in model.parameters()], list(model.buffers()))
+        _, params, buffers = self._source
+        if params:  # one fused multi-tensor lerp: theta_ema += (1 - beta) (theta - theta_ema)
+            torch._foreach_lerp_(self._ema_params, params, 1.0 - self.decay)
+        for b_ema, b in zip(self._ema_buffers, buffers):
             b_ema.copy_(b)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
