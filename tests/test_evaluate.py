@@ -37,7 +37,7 @@ TINY_EVAL = {
         "trajectories": {"n": 6, "points": 5}, "snapshots": {"n": 30, "t": [0.0, 0.3333333, 0.6666667, 1.0]},
     },
     "digits": {
-        "nll": {"n": 2, "batch_size": 2, "exact": False, "probe": "rademacher", "hutchinson_samples": 1,
+        "nll": {"n": 2, "batch_size": 2, "exact": False, "probe": "rademacher", "hutchinson_samples": 1, "dequant_samples": 2,
                 "atol": 1e-3, "rtol": 1e-3},
         "quality": {"metric": "fd_digits", "n_samples": 40, "batch_size": 40, "classifier_steps": 30},
         "sweep": {"solvers": ["euler"], "nfe": [2], "n_samples": 20, "reference_atol": 1e-3, "reference_rtol": 1e-3},

@@ -13,10 +13,14 @@ from fmcore.data import PreparedDataset
 from fmcore.evaluation.model import EvalModel
 from fmcore.evaluation.quality import QualityMetric
 
-__all__ = ["EvalContext", "PartResult", "SolverFailure", "guard_solver", "seeded_generator", "standard_noise"]
+__all__ = ["EvalContext", "PartFailure", "PartResult", "SolverFailure", "guard_solver", "seeded_generator", "standard_noise"]
 
 
-class SolverFailure(RuntimeError):
+class PartFailure(RuntimeError):
+    """An evaluation part could not be computed for this run; recorded, the others go on."""
+
+
+class SolverFailure(PartFailure):
     """An ODE solve of the trained field failed (step-size underflow, non-finite values)."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmcore.evaluation.context import EvalContext, PartResult
+from fmcore.evaluation.context import EvalContext, PartFailure, PartResult
 from fmcore.evaluation.io import BatchCache
 from fmcore.evaluation.model import load_eval_model
 from fmcore.evaluation.scores import nll_metrics, quality_metrics
@@ -41,7 +41,7 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
     ckpts = [(s, p) for s, p in periodic_checkpoints(ctx.job["paths"]["run_dir"], int(cfg["every"]))
              if s <= ctx.model.step]  # stale files of a longer earlier run are not this run's history
     if not ckpts:
-        raise ValueError(
+        raise PartFailure(
             f"{Path(ctx.job['paths']['run_dir']) / 'checkpoints'}: no step_<N>.pt with N a multiple of "
             f"evaluate.{ctx.job['dataset']}.during_training.every={cfg['every']}"
         )

@@ -8,8 +8,8 @@ reference files) plus ``<eval_dir>/<part>.npz``; a rerun reuses a part whose fin
 matches and recomputes it otherwise. Inside a part, batches are cached under
 ``<eval_dir>/partial/`` until the part is done.
 
-A part whose ODE solve fails (dopri5 step-size underflow on a stiff field, non-finite
-samples) is recorded under ``failed`` in metrics.json and the tag ``fmrepro.failed_parts``,
+A part that cannot be computed (an ODE solve fails: dopri5 step-size underflow on a stiff
+field, non-finite samples; or no periodic checkpoints for ``during_training``) is recorded under ``failed`` in metrics.json and the tag ``fmrepro.failed_parts``,
 is not cached, and the other parts go on; ``--strict`` turns that into exit status 1.
 
 Every invocation then writes ``<eval_dir>/metrics.json`` (DVC metrics) from all valid
@@ -30,7 +30,7 @@ import numpy as np
 
 from fmcore.config import resolve_job
 from fmcore.data import dataset_hash, load_split
-from fmcore.evaluation.context import EvalContext, PartResult, SolverFailure
+from fmcore.evaluation.context import EvalContext, PartFailure, PartResult
 from fmcore.evaluation.during_training import run_during_training
 from fmcore.evaluation.io import atomic_savez, atomic_write_json, load_npz
 from fmcore.evaluation.model import load_eval_model
@@ -177,7 +177,7 @@ def evaluate_job(
             start = time.perf_counter()
             try:
                 res = _compute(part, ctx, fps[part])
-            except SolverFailure as exc:  # recorded, not cached: a rerun tries again
+            except PartFailure as exc:  # recorded, not cached: a rerun tries again
                 failed[part] = str(exc)
                 log(f"evaluate {dataset}/{method}: {part} FAILED: {exc}")
                 continue
