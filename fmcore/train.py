@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # ParamsError, DataError, CheckpointError, bad config values
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # full disk, unwritable run directory: one line, no traceback
+        where = exc.filename or args.out or f"run directory of {args.dataset}/{args.method}"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

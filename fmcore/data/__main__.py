@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # full disk, unwritable output directory: one line, no traceback
+        print(f"error: {exc.filename or args.out or args.dataset}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

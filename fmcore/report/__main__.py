@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, ValueError) as exc:  # ReportError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # full disk, unwritable output directory: one line, no traceback
+        print(f"error: {exc.filename or args.out or 'reports'}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {len(report.table.rows)} rows, {len(report.files)} files in {report.out_dir}")
