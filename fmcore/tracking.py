@@ -181,6 +181,7 @@ class Tracker:
         self._pending: list[dict] = []  # owned by the worker thread (and by flush_spool)
         self._incoming: list[dict] = []
         self._lock = threading.Lock()
+        self._spool_lock = threading.RLock()  # serialises every write of the spool file
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -274,8 +275,20 @@ class Tracker:
 
     # -- worker -------------------------------------------------------------------------
     def _put(self, rec: dict) -> None:
-        with self._lock:
-            self._incoming.append(rec)
+        # Journal each record to the spool before it is delivered: a SIGKILL (preemption, OOM)
+        # then loses nothing a resumed run will not log again (the next Tracker replays the spool).
+        with self._spool_lock:
+            with self._lock:
+                self._incoming.append(rec)
+            if self.spool_path is not None:
+                try:
+                    if self.spool_path.exists():
+                        with open(self.spool_path, "a", encoding="utf-8") as f:
+                            f.write(json.dumps(rec) + "\n")
+                    else:
+                        self._write_spool()
+                except OSError:  # full disk: the record stays queued in memory
+                    pass
 
     def _has_work(self) -> bool:
         with self._lock:
@@ -326,8 +339,14 @@ class Tracker:
         if self._warned:
             self._warned = False
             self._say(f"MLflow tracking store {self.uri} reachable again; buffered records delivered")
-        if self.spool_path is not None and self.spool_path.exists():
-            self.spool_path.unlink()
+        with self._spool_lock:  # keep journaled records queued meanwhile, drop the delivered ones
+            try:
+                if self.spool_path is not None and self._has_work():
+                    self._write_spool()
+                elif self.spool_path is not None and self.spool_path.exists():
+                    self.spool_path.unlink()
+            except OSError:  # full disk: the records stay queued in memory
+                pass
         return True
 
     def _deliver_head(self) -> int:
@@ -352,16 +371,17 @@ class Tracker:
     def _write_spool(self) -> None:
         if self.spool_path is None:
             return
-        with self._lock:
-            records = [{"op": "state", "uri": self.uri, "run_id": self.run_id}, *self._pending,
-                       *self._incoming]
-        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.spool_path.parent, prefix=".spool-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.spool_path)
+        with self._spool_lock:
+            with self._lock:
+                records = [{"op": "state", "uri": self.uri, "run_id": self.run_id}, *self._pending,
+                           *self._incoming]
+            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.spool_path.parent, prefix=".spool-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.spool_path)
 
     def _load_spool(self) -> None:
         lines = self.spool_path.read_text(encoding="utf-8").splitlines()
