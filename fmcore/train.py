@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -110,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     if denv.is_main:
         tags = {"fmrepro.stage": "train", "fmrepro.dataset": job["dataset"], "fmrepro.method": job["method"],
                 "fmrepro.git_commit": git_commit(), "fmrepro.data_hash": dataset_hash(job["paths"]["data_dir"]),
-                "fmrepro.world_size": denv.world_size, "fmrepro.device": str(device)}
+                "fmrepro.world_size": denv.world_size, "fmrepro.host": socket.gethostname(),
+                "fmrepro.device": torch.cuda.get_device_name(device) if cuda else "cpu"}
         params = {k: v for k, v in job.items() if k != "paths"}
         params["train"] = {**tcfg, "steps": steps}
         tracker = start_run(job["experiment"], f"train/{job['dataset']}/{job['method']}", tags=tags,
