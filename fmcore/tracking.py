@@ -187,6 +187,7 @@ class Tracker:
         self._idle = threading.Event()
         self._retry_s, self._max_retry_s, self._interval_s = retry_s, max_retry_s, interval_s
         self._quiet, self._warned = quiet, False
+        self._failures = 0  # delivery attempts that failed (flush() watches it)
         self._store: _Store | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self._thread: threading.Thread | None = None
@@ -243,14 +244,20 @@ class Tracker:
         return path
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything queued so far is delivered; False if still pending after ``timeout``."""
+        """Wait until everything queued so far is delivered.
+
+        Returns False if records are still pending after ``timeout``, or as soon as a
+        delivery attempt made after this call fails (the store is down: no point waiting).
+        """
+        failures = self._failures
         self._idle.clear()
         self._wake.set()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._idle.wait(0.05) and not self._has_work():
                 return True
-            self._wake.set()
+            if self._failures > failures + 1 or (self._failures > failures and not self._wake.is_set()):
+                return not self._has_work()
         return not self._has_work()
 
     def close(self, status: str = "FINISHED", timeout: float = 60.0) -> bool:
@@ -328,6 +335,7 @@ class Tracker:
                 with self._lock:
                     del self._pending[:n]
         except Exception as exc:  # noqa: BLE001 - any store failure means "buffer and retry"
+            self._failures += 1
             self._store = None if "locked" not in str(exc) else self._store
             if not self._warned:
                 self._warned = True
