@@ -85,3 +85,34 @@ def test_batch_must_split_into_micro_batches(workdir):
         train_loop(model=build_model(job["model"]), objective=build_objective(job["path"], path),
                    dataset=load_split(job["paths"]["data_dir"], "train"), job=job,
                    run_dir=workdir / "bad", steps=5, device=torch.device("cpu"))
+
+
+def test_in_process_stop_and_resume_is_bitwise_on_digits(workdir):
+    """Dequantization noise, sampler position and optimizer state all survive a resume."""
+    job = tiny_job(workdir, "digits", "ddpm", {"train": {"digits": {"steps": 12, "batch_size": 16,
+                                                                    "checkpoint_every": 100}}})
+    path = build_path(job["path"])
+
+    def run(run_dir: Path, resume=None, stop_at: int | None = None):
+        torch.manual_seed(0)
+        model = build_model(job["model"])
+        calls = {"n": 0}
+
+        def should_stop() -> bool:
+            calls["n"] += 1
+            return stop_at is not None and calls["n"] > stop_at
+
+        train_loop(model=model, objective=build_objective(job["path"], path),
+                   dataset=load_split(job["paths"]["data_dir"], "train"), job=job, run_dir=run_dir,
+                   steps=12, device=torch.device("cpu"), resume=resume, should_stop=should_stop)
+        return run_dir
+
+    full = load_checkpoint(run(workdir / "full") / "checkpoint.pt")
+    cut_dir = run(workdir / "cut", stop_at=5)
+    last = load_checkpoint(cut_dir / "last.pt", expect={"method": "ddpm", "model_config": job["model"]})
+    assert last["step"] == 5 and last["rng"]["sampler"]["position"] == 5 * 16
+    resumed = load_checkpoint(run(cut_dir, resume=last) / "checkpoint.pt")
+    for part in ("model", "ema"):
+        for k, v in full[part].items():
+            assert torch.equal(resumed[part][k], v), f"{part}.{k}"
+    assert resumed["loss_tail"] == full["loss_tail"] and len(full["loss_tail"]) == 12

@@ -165,6 +165,7 @@ def train_loop(
     while step < steps:
         stop = torch.tensor([float(should_stop())])
         if denv.world_size > 1:  # stop together, or the others hang in the next all-reduce
+            stop = stop.to(device)  # nccl reduces device tensors only
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         if stop.item():
             flush_logs()
