@@ -1,4 +1,4 @@
-"""MLflow adapter: the only module that talks to MLflow (docs/CONTRACTS.md, "MLflow").
+"""MLflow adapter (the Tracker): the only module that talks to MLflow (docs/CONTRACTS.md, "MLflow").
 
 A :class:`Tracker` records params, tags, metrics (with steps) and artifacts of one MLflow
 run. All MLflow calls happen on a background thread, so neither MLflow's start-up cost nor
@@ -17,14 +17,11 @@ Typical use (training and evaluation alike)::
     tracker.close()
 """
 
+
 from __future__ import annotations
 
-import argparse
-import fcntl
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,131 +32,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "NullTracker",
-    "Tracker",
-    "flatten_params",
-    "flush_spool",
-    "git_commit",
-    "mask_secrets",
-    "start_run",
-    "tracking_uri",
-]
+from fmcore.tracking.base import flatten_params, mask_secrets, tracking_uri
+from fmcore.tracking.store import BATCH, Store
 
-DEFAULT_URI = "sqlite:///mlflow.db"
-SECRET_KEY = re.compile(r"(token|passw(or)?d|secret|api[_.-]?key|credential|private[_.-]?key)", re.I)
-MASK = "***"
-_BATCH = 1000  # MLflow's limit of metrics per log_batch call
-_PARAM_BATCH = 100  # ... and of params
-
-
-def tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Flatten nested dicts to dotted keys, ``{"train": {"lr": 1e-3}} -> {"train.lr": "0.001"}``."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{name}."))
-        else:
-            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-    return flat
-
-
-def mask_secrets(flat: Mapping[str, str]) -> dict[str, str]:
-    """Replace the value of every key that looks like a secret (token, password, api key) by ``***``."""
-    return {k: (MASK if SECRET_KEY.search(k) else v) for k, v in flat.items()}
-
-
-def git_commit(cwd: str | Path | None = None) -> str:
-    """``git rev-parse HEAD`` of the working tree, or ``"unknown"`` outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
-def _artifact_root(uri: str) -> str | None:
-    """``mlartifacts/`` beside a SQLite store (absolute ``file:`` URI); None for servers."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri[len("sqlite:///"):])
-    return (db.resolve().parent / "mlartifacts").as_uri()
-
-
-class _Store:
-    """Delivers spooled records to MLflow; every method may raise when the store is unavailable."""
-
-    def __init__(self, uri: str) -> None:
-        if uri.startswith(("http://", "https://")):
-            # Fail fast and let the tracker's own back-off retry (MLflow's default retries
-            # would block for minutes).
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-        from mlflow import MlflowClient
-
-        self.uri = uri
-        if not uri.startswith("sqlite:///"):
-            self.client = MlflowClient(tracking_uri=uri)
-        else:
-            # Two jobs creating the same SQLite store at once corrupt its schema migration
-            # ("table _alembic_tmp_... already exists"): serialise the first touch.
-            db = Path(uri[len("sqlite:///"):])
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with open(db.with_name(db.name + ".lock"), "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    self.client = MlflowClient(tracking_uri=uri)
-                    self.client.search_experiments(max_results=1)
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def experiment_id(self, name: str) -> str:
-        from mlflow.exceptions import MlflowException
-
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=_artifact_root(self.uri))
-        except MlflowException:  # created concurrently by another job
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
-
-    def deliver(self, run_id: str | None, rec: dict) -> str | None:
-        from mlflow.entities import Metric, Param, RunTag
-
-        op = rec["op"]
-        if op == "start":
-            run = self.client.create_run(self.experiment_id(rec["experiment"]), run_name=rec["run_name"],
-                                         tags=rec["tags"])
-            run_id = run.info.run_id
-            items = sorted(rec["params"].items())
-            for i in range(0, len(items), _PARAM_BATCH):
-                self.client.log_batch(run_id, params=[Param(k, v) for k, v in items[i:i + _PARAM_BATCH]])
-        elif op == "resume":
-            self.client.update_run(rec["run_id"], status="RUNNING")
-            run_id = rec["run_id"]
-        elif op == "metrics":
-            ms = [Metric(k, float(v), rec["ts"], rec["step"]) for k, v in rec["values"].items()]
-            self.client.log_batch(run_id, metrics=ms)
-        elif op == "tags":
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in rec["values"].items()])
-        elif op == "artifact":
-            self.client.log_artifact(run_id, rec["path"], artifact_path=rec.get("artifact_path"))
-        elif op == "end":
-            self.client.set_terminated(run_id, status=rec["status"])
-        else:
-            raise ValueError(f"unknown spool record op {op!r}")
-        return run_id
+__all__ = ["NullTracker", "Tracker", "flush_spool", "start_run"]
 
 
 class Tracker:
@@ -188,7 +64,7 @@ class Tracker:
         self._retry_s, self._max_retry_s, self._interval_s = retry_s, max_retry_s, interval_s
         self._quiet, self._warned = quiet, False
         self._failures = 0  # delivery attempts that failed (flush() watches it)
-        self._store: _Store | None = None
+        self._store: Store | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self._thread: threading.Thread | None = None
         self._spool_uri: str | None = None
@@ -329,7 +205,7 @@ class Tracker:
             self._incoming.clear()
         try:
             if self._store is None:
-                self._store = _Store(self.uri)
+                self._store = Store(self.uri)
             while self._pending:
                 n = self._deliver_head()
                 with self._lock:
@@ -366,7 +242,7 @@ class Tracker:
         n, total = 0, 0
         while n < len(self._pending) and self._pending[n]["op"] == "metrics":
             total += len(self._pending[n]["values"])
-            if total > _BATCH and n:
+            if total > BATCH and n:
                 break
             n += 1
         from mlflow.entities import Metric
@@ -453,24 +329,3 @@ def flush_spool(spool_path: str | Path, uri: str | None = None, timeout: float =
         tracker._write_spool()
         return False
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fmcore.tracking flush SPOOL [--uri URI]``."""
-    parser = argparse.ArgumentParser(prog="python -m fmcore.tracking")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    fl = sub.add_parser("flush", help="deliver the records left in a spool file")
-    fl.add_argument("spool", type=Path)
-    fl.add_argument("--uri", default=None, help="tracking URI (default: the one stored in the spool)")
-    args = parser.parse_args(argv)
-    try:
-        ok = flush_spool(args.spool, uri=args.uri)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("delivered" if ok else f"still pending, kept in {args.spool}")
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

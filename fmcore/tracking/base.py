@@ -1,0 +1,49 @@
+"""Small helpers of the MLflow adapter: tracking URI, params flattening, secret masking, git commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_URI", "MASK", "flatten_params", "git_commit", "mask_secrets", "tracking_uri"]
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+SECRET_KEY = re.compile(r"(token|passw(or)?d|secret|api[_.-]?key|credential|private[_.-]?key)", re.I)
+MASK = "***"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested dicts to dotted keys, ``{"train": {"lr": 1e-3}} -> {"train.lr": "0.001"}``."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    return flat
+
+
+def mask_secrets(flat: Mapping[str, str]) -> dict[str, str]:
+    """Replace the value of every key that looks like a secret (token, password, api key) by ``***``."""
+    return {k: (MASK if SECRET_KEY.search(k) else v) for k, v in flat.items()}
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the working tree, or ``"unknown"`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
