@@ -27,7 +27,8 @@ def base_ws(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("base")
     write_params(work, tiny_params())
     for args in (("fmcore.data", "prepare", "--params", "params.yaml", "--dataset", "checkerboard"),
-                 ("fmcore.train", "--params", "params.yaml", "--dataset", "checkerboard", "--method", "fm_ot")):
+                 ("fmcore.train", "--params", "params.yaml", "--dataset", "checkerboard",
+                  "--method", "fm_ot")):
         out = cli(work, *args)
         assert out.returncode == 0, out.stderr[-3000:]
     return work

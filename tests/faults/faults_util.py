@@ -181,7 +181,8 @@ def check_files(root: Path) -> tuple[int, list[str], list[str]]:
     for p in sorted(Path(root).rglob("*")):
         if not p.is_file() or p.name.startswith("mlflow.db") or p.suffix == ".log":
             continue
-        if p.name.startswith(".") and (".tmp" in p.name or p.name.endswith("tmp")) or p.name.startswith(".spool-"):
+        temp = p.name.startswith(".") and (".tmp" in p.name or p.name.endswith("tmp"))
+        if temp or p.name.startswith(".spool-"):
             stray.append(str(p.relative_to(root)))
             continue
         try:

@@ -54,7 +54,8 @@ def format_summary(results: list[dict]) -> str:
     figs = figures(results)
     width = max(len(k) for k in figs)
     lines = [f"{k:<{width}}  {v}" for k, v in figs.items()]
-    bad = [r for r in results if r["kind"] == "fault" and int(r.get("survived", 0)) < int(r.get("injected", 0))]
+    bad = [r for r in results
+           if r["kind"] == "fault" and int(r.get("survived", 0)) < int(r.get("injected", 0))]
     bad += [r for r in results if r["kind"] in ("input", "security") and not r.get("ok")]
     bad += [r for r in results if r["kind"] == "fault" and int(r.get("data_lost", 0))]
     for r in bad:
@@ -76,7 +77,8 @@ def tables(results: list[dict]) -> dict[str, str]:
     rows += [f"| `{r['name']}` | {r.get('injected', 0)} | {r.get('survived', 0)} | {r.get('data_lost', 0)} | "
              f"{_md_escape(r.get('detail', ''))} |" for r in faults]
     out["faults"] = "\n".join(rows)
-    rows = ["| case | bad input | command (cwd = workspace) | exit | error line | ok |", "|---|---|---|---|---|---|"]
+    rows = ["| case | bad input | command (cwd = workspace) | exit | error line | ok |",
+            "|---|---|---|---|---|---|"]
     rows += [f"| `{r['name']}` | {_md_escape(r['what'])} | `{_md_escape(r['command'])}` | {r['exit']} | "
              f"`{_md_escape(r['message'])}` | {'yes' if r['ok'] else 'NO: ' + ', '.join(r['failed'])} |"
              for r in inputs]
@@ -102,7 +104,8 @@ def write_docs(results: list[dict], doc: Path = DOC) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.faults.summary", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.faults.summary",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="results file (default %(default)s)")
     parser.add_argument("--write-docs", action="store_true", help=f"regenerate the tables in {DOC.name}")
     args = parser.parse_args(argv)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from faults_util import cli, has_traceback, record, snapshot, tiny_params, write_params
 
@@ -128,7 +127,8 @@ class Case:
 TRAIN = ("fmcore.train", "--params", "params.yaml", "--dataset", "checkerboard", "--method", "fm_ot")
 TRAIN_BAD = ("fmcore.train", "--params", "bad.yaml", "--dataset", "checkerboard", "--method", "fm_ot")
 EVAL = ("fmcore.evaluate", "run", "--params", "params.yaml", "--dataset", "checkerboard", "--method", "fm_ot")
-EVAL_BAD = ("fmcore.evaluate", "run", "--params", "bad.yaml", "--dataset", "checkerboard", "--method", "fm_ot")
+EVAL_BAD = ("fmcore.evaluate", "run", "--params", "bad.yaml", "--dataset", "checkerboard",
+            "--method", "fm_ot")
 PREP_BAD = ("fmcore.data", "prepare", "--params", "bad.yaml", "--dataset", "checkerboard")
 CKPT = "results/smoke/checkerboard/fm_ot/checkpoint.pt"
 LAST = "results/smoke/checkerboard/fm_ot/last.pt"
@@ -209,7 +209,8 @@ CASES = [
          ("fmcore.data", "prepare", "--params", "params.yaml", "--dataset", "x;touch PWNED"),
          ("x;touch PWNED", "checkerboard")),
     Case("cli-data-verify-missing", "cli", "`fmcore.data verify --out missing_dir`",
-         ("fmcore.data", "verify", "--params", "params.yaml", "--dataset", "checkerboard", "--out", "missing_dir"),
+         ("fmcore.data", "verify", "--params", "params.yaml", "--dataset", "checkerboard",
+          "--out", "missing_dir"),
          ("missing_dir",)),
     Case("cli-report-wrong-experiment", "cli", "`fmcore.report --experiment other` vs params' smoke",
          ("fmcore.report", "--params", "params.yaml", "--experiment", "other"), ("other", "smoke")),

