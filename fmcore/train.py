@@ -82,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     from fmcore.objectives import build_objective
     from fmcore.paths import build_path
     from fmcore.tracking import NullTracker, git_commit, start_run
+    from fmcore.training.checkpoint import remove_stale_temp
     from fmcore.training.distributed import cleanup, init_distributed, read_dist_env
     from fmcore.training.loop import train_loop
 
@@ -105,6 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     objective = build_objective(job["path"], path)
     model = build_model(job["model"])
     dataset = load_split(job["paths"]["data_dir"], "train", check=True)  # sha256 vs manifest first
+    if denv.is_main:  # a SIGKILL mid-write leaves a temp file; the real files are intact
+        for folder in (run_dir, run_dir / "checkpoints", run_dir / "mlflow_artifacts"):
+            remove_stale_temp(folder)
     resume = _resume_state(run_dir, job, steps)
 
     tracker = NullTracker()

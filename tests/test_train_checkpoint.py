@@ -79,3 +79,14 @@ def test_failed_write_keeps_the_last_good_checkpoint(tmp_path):
         save_checkpoint({**_payload(), "bad": lambda: None}, path)  # cannot be pickled
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    save_checkpoint(_payload(), tmp_path / "last.pt")
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / "notes.tmp").write_text("not ours: no leading dot")
+    from fmcore.training.checkpoint import remove_stale_temp
+
+    assert [p.name for p in remove_stale_temp(tmp_path)] == [".last.pt.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp"]
+    assert remove_stale_temp(tmp_path / "missing") == []

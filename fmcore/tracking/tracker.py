@@ -110,7 +110,7 @@ class Tracker:
             folder = Path(self._tmpdir.name)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -260,7 +260,8 @@ class Tracker:
                 records = [{"op": "state", "uri": self.uri, "run_id": self.run_id}, *self._pending,
                            *self._incoming]
             self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.spool_path.parent, prefix=".spool-")
+            fd, tmp = tempfile.mkstemp(dir=self.spool_path.parent, prefix=f".{self.spool_path.name}.",
+                                       suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
                 f.flush()

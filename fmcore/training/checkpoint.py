@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["FORMAT", "CheckpointError", "link_or_copy", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "CheckpointError", "link_or_copy", "load_checkpoint", "remove_stale_temp",
+           "save_checkpoint"]
 
 FORMAT = "fmrepro-ckpt-v1"
 REQUIRED = ("format", "experiment", "dataset", "method", "model_config", "path_config", "train_config",
@@ -66,6 +67,18 @@ def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_stale_temp(folder: str | Path) -> list[Path]:
+    """Delete ``.<name>.*.tmp`` files a killed writer left in ``folder`` (not recursive).
+
+    Only call this when no other process writes into ``folder`` (one job per run dir).
+    """
+    folder = Path(folder)
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> Path:
