@@ -116,3 +116,25 @@ def test_in_process_stop_and_resume_is_bitwise_on_digits(workdir):
         for k, v in full[part].items():
             assert torch.equal(resumed[part][k], v), f"{part}.{k}"
     assert resumed["loss_tail"] == full["loss_tail"] and len(full["loss_tail"]) == 12
+
+
+def test_every_checkpoint_knows_its_mlflow_run(workdir):
+    """A job SIGKILLed after any checkpoint resumes into the same MLflow run."""
+    from fmcore.tracking import start_run
+
+    job = tiny_job(workdir, "checkerboard", "fm_ot", {"train": {"checkerboard": {"steps": 10,
+                                                                                  "checkpoint_every": 5}}})
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    tracker = start_run("smoke", "train/checkerboard/fm_ot", uri=uri)
+    path = build_path(job["path"])
+    run_dir = workdir / "tracked"
+    train_loop(model=build_model(job["model"]), objective=build_objective(job["path"], path),
+               dataset=load_split(job["paths"]["data_dir"], "train"), job=job, run_dir=run_dir, steps=10,
+               device=torch.device("cpu"), tracker=tracker)
+    assert tracker.close()
+    first = load_checkpoint(run_dir / "checkpoints" / "step_5.pt")
+    assert first["mlflow_run_id"] == tracker.run_id is not None
+    from mlflow import MlflowClient
+
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(tracker.run_id, "loss")]
+    assert sorted(steps) == list(range(1, 11))

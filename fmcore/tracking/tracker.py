@@ -211,7 +211,6 @@ class Tracker:
                 with self._lock:
                     del self._pending[:n]
         except Exception as exc:  # noqa: BLE001 - any store failure means "buffer and retry"
-            self._failures += 1
             self._store = None if "locked" not in str(exc) else self._store
             if not self._warned:
                 self._warned = True
@@ -219,6 +218,7 @@ class Tracker:
                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); buffering records in "
                           f"memory and {self.spool_path or 'no spool file'}, retrying in the background")
             self._write_spool()
+            self._failures += 1  # after the spool is on disk: flush() may return right away
             return False
         if self._warned:
             self._warned = False

@@ -128,6 +128,9 @@ def train_loop(
     def save(name: str, keep_step: bool) -> Path | None:
         if not denv.is_main:
             return None
+        # Deliver (or spool) every loss logged so far and learn the MLflow run id, so a job
+        # killed after this checkpoint resumes into the same run with no step missing.
+        tracker.flush(timeout=30.0)
         path = save_checkpoint(payload(), run_dir / name)
         if keep_step:
             link_or_copy(path, run_dir / "checkpoints" / f"step_{step}.pt")
@@ -169,7 +172,6 @@ def train_loop(
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         if stop.item():
             flush_logs()
-            tracker.flush(timeout=30.0)  # so last.pt knows the MLflow run to continue
             save("last.pt", keep_step=False)
             progress.write(f"stopped by signal at step {step}/{steps}; state saved to {run_dir / 'last.pt'}")
             preempted = True
@@ -205,7 +207,6 @@ def train_loop(
     seconds = time.perf_counter() - t0
     final = None
     if not preempted:
-        tracker.flush(timeout=30.0)  # so the final checkpoint knows its MLflow run id
         final = save("checkpoint.pt", keep_step=False)
         if final is not None:
             link_or_copy(final, run_dir / "last.pt")
