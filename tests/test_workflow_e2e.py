@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from workflow_util import SMOKE_PARAMS, load_yaml, snakemake, tiny_smoke_params, write_yaml
+from workflow_util import SMOKE_PARAMS, dry_run_jobs, load_yaml, snakemake, tiny_smoke_params, write_yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -69,3 +69,21 @@ def test_snakemake_html_report_has_the_figures(smoke_run):
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     html = (smoke_run / "report.html").read_text(errors="replace")
     assert "fig7_solver_sweep.png" in html and "table1.csv" in html
+
+
+def test_changing_one_jobs_lr_reruns_only_that_job(smoke_run):
+    """Snakemake's params trigger: the job, its evaluation and the report; nothing else."""
+    path = smoke_run / "params" / "smoke.yaml"
+    original = path.read_text()
+    params = load_yaml(path)
+    params["jobs"]["digits-fm_vp"]["train"] = {"lr": 1.0e-4}
+    write_yaml(path, params)
+    try:
+        out = snakemake("-n", cwd=smoke_run)
+    finally:
+        path.write_text(original)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    jobs = [(j["rule"], j["wildcards"].get("method")) for j in dry_run_jobs(text)]
+    assert sorted(jobs, key=str) == sorted(
+        [("train", "fm_vp"), ("evaluate", "fm_vp"), ("report", None), ("all", None)], key=str)
