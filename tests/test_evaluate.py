@@ -40,6 +40,7 @@ TINY_EVAL = {
         "nll": {"n": 2, "batch_size": 2, "exact": False, "probe": "rademacher", "hutchinson_samples": 1, "dequant_samples": 2,
                 "atol": 1e-3, "rtol": 1e-3},
         "quality": {"metric": "fd_digits", "n_samples": 40, "batch_size": 40, "classifier_steps": 30},
+        "nfe": {"atol": 1e-3, "rtol": 1e-3},
         "sweep": {"solvers": ["euler"], "nfe": [2], "n_samples": 20, "reference_atol": 1e-3, "reference_rtol": 1e-3},
         "during_training": {"every": 1, "n_samples": 20, "nll_n": 2},
         "trajectories": {"n": 2, "points": 3}, "snapshots": {"n": 4, "t": [0.0, 1.0]},

@@ -173,3 +173,16 @@ def test_straightness_zero_for_chords_positive_for_curves() -> None:
     assert straightness(line, t)[0] == pytest.approx(0.0, abs=1e-6)
     bend = line + torch.sin(math.pi * t)[:, None, None] * torch.tensor([1.0, 0.0])
     assert straightness(bend, t)[0] > 0.1
+
+
+def test_guard_solver_turns_underflow_and_nan_into_part_failures() -> None:
+    from fmcore.evaluation.context import PartFailure, guard_solver
+
+    def underflow() -> tuple[torch.Tensor, int]:
+        raise AssertionError("underflow in dt 0.0")
+
+    with pytest.raises(PartFailure, match="nll x/y: ODE solver failed"):
+        guard_solver("nll x/y", underflow)
+    with pytest.raises(PartFailure, match="not finite"):
+        guard_solver("s", lambda: (torch.tensor([float("nan")]), 3))
+    assert guard_solver("s", lambda: (torch.ones(2), 3))[1] == 3
