@@ -10,11 +10,15 @@ import pytest
 from faults_util import RESULTS, cli, copy_tree, tiny_params, write_params
 
 
+_SESSION = {"ran": False}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_results():
     """Start each session with an empty results file (the summary reads this session's lines)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("")
+    _SESSION["ran"] = True
     yield
 
 
@@ -64,7 +68,7 @@ def fresh_ws(base_ws, tmp_path) -> Path:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Print the suite's figures (faults injected / survived, inputs tried, data lost)."""
-    if not RESULTS.is_file() or not RESULTS.read_text().strip():
+    if not _SESSION["ran"] or not RESULTS.is_file() or not RESULTS.read_text().strip():
         return
     from summary import format_summary, load_results
 
