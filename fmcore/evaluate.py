@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {msg}", file=sys.stderr)
         return 2
     if args.cmd == "run" and out.get("failed"):
-        print(f"warning: failed parts (not cached, see metrics.json): {', '.join(out['failed'])}", file=sys.stderr)
+        failed = ", ".join(out["failed"])
+        print(f"warning: failed parts (not cached, see metrics.json): {failed}", file=sys.stderr)
         if args.strict:
             return 1
     shown = out.get("metrics", {k: v for k, v in out.items() if isinstance(v, (int, float))})

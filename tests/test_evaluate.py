@@ -37,11 +37,13 @@ TINY_EVAL = {
         "trajectories": {"n": 6, "points": 5}, "snapshots": {"n": 30, "t": [0.0, 0.3333333, 0.6666667, 1.0]},
     },
     "digits": {
-        "nll": {"n": 2, "batch_size": 2, "exact": False, "probe": "rademacher", "hutchinson_samples": 1, "dequant_samples": 2,
+        "nll": {"n": 2, "batch_size": 2, "exact": False, "probe": "rademacher", "hutchinson_samples": 1,
+                "dequant_samples": 2,
                 "atol": 1e-3, "rtol": 1e-3},
         "quality": {"metric": "fd_digits", "n_samples": 40, "batch_size": 40, "classifier_steps": 30},
         "nfe": {"atol": 1e-3, "rtol": 1e-3},
-        "sweep": {"solvers": ["euler"], "nfe": [2], "n_samples": 20, "reference_atol": 1e-3, "reference_rtol": 1e-3},
+        "sweep": {"solvers": ["euler"], "nfe": [2], "n_samples": 20,
+                  "reference_atol": 1e-3, "reference_rtol": 1e-3},
         "during_training": {"every": 2, "n_samples": 20, "nll_n": 2},
         "trajectories": {"n": 2, "points": 3}, "snapshots": {"n": 4, "t": [0.0, 1.0]},
     },
@@ -81,8 +83,9 @@ def _checkpoints(params_path: Path, dataset: str) -> str:
     torch.manual_seed(0)
     model = build_model(job["model"])
     run_dir = Path(job["paths"]["run_dir"])
-    for step, target in ((1, run_dir / "checkpoints" / "step_1.pt"), (2, run_dir / "checkpoints" / "step_2.pt"),
-                         (2, run_dir / "checkpoint.pt")):  # fmt: skip
+    periodic = run_dir / "checkpoints"
+    targets = ((1, periodic / "step_1.pt"), (2, periodic / "step_2.pt"), (2, run_dir / "checkpoint.pt"))
+    for step, target in targets:
         save_checkpoint({"format": "fmrepro-ckpt-v1", "experiment": params["experiment"], "dataset": dataset,
                          "method": "fm_ot", "model_config": job["model"], "path_config": job["path"],
                          "train_config": job["train"], "model": model.state_dict(), "ema": model.state_dict(),
@@ -109,7 +112,8 @@ def _eval_runs(dataset: str) -> list:
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("smoke")
     return client.search_runs([exp.experiment_id], f"tags.`fmrepro.stage` = 'evaluate' and "
-                              f"tags.`fmrepro.dataset` = '{dataset}'", order_by=["attributes.start_time DESC"])
+                              f"tags.`fmrepro.dataset` = '{dataset}'",
+                              order_by=["attributes.start_time DESC"])
 
 
 @pytest.mark.parametrize("dataset,metric", [("checkerboard", "w2_2d"), ("digits", "fd_digits")])
@@ -137,11 +141,13 @@ def test_reference_then_run_lands_in_mlflow(workspace: dict, dataset: str, metri
     budgets = TINY_EVAL[dataset]["sweep"]["nfe"]
     for solver in TINY_EVAL[dataset]["sweep"]["solvers"]:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, f"sweep/{solver}/error")]
-        assert sorted(steps) == [b for b in sorted(budgets) if b % {"euler": 1, "midpoint": 2, "rk4": 4}[solver] == 0]
+        per_step = {"euler": 1, "midpoint": 2, "rk4": 4}[solver]
+        assert sorted(steps) == [b for b in sorted(budgets) if b % per_step == 0]
     dt_steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "during_training/quality"))
     assert dt_steps == ([1, 2] if dataset == "checkerboard" else [2])  # digits: every = 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"snapshots.npz", "trajectories.npz", "sweep.npz", "during_training.npz", "metrics.json"} <= artifacts
+    expected = {"snapshots.npz", "trajectories.npz", "sweep.npz", "during_training.npz", "metrics.json"}
+    assert expected <= artifacts
 
 
 def test_sweep_nfe_equals_budget_and_npz_keys(workspace: dict) -> None:

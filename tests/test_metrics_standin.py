@@ -12,7 +12,13 @@ from sklearn.datasets import load_digits
 from fmcore.data.digits import digits_to_uint8
 from fmcore.evaluation.quality import METRICS, reference_stats_path
 from fmcore.metrics.frechet import frechet_distance, gaussian_stats
-from fmcore.metrics.standin import accuracy, digits_features, load_classifier, save_classifier, train_classifier
+from fmcore.metrics.standin import (
+    accuracy,
+    digits_features,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
 
 torch.set_num_threads(1)
 

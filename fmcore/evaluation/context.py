@@ -13,7 +13,15 @@ from fmcore.data import PreparedDataset
 from fmcore.evaluation.model import EvalModel
 from fmcore.evaluation.quality import QualityMetric
 
-__all__ = ["EvalContext", "PartFailure", "PartResult", "SolverFailure", "guard_solver", "seeded_generator", "standard_noise"]
+__all__ = [
+    "EvalContext",
+    "PartFailure",
+    "PartResult",
+    "SolverFailure",
+    "guard_solver",
+    "seeded_generator",
+    "standard_noise",
+]
 
 
 class PartFailure(RuntimeError):
@@ -29,7 +37,9 @@ def guard_solver(what: str, fn, *args, **kwargs):  # noqa: ANN001, ANN201 - thin
     try:
         out = fn(*args, **kwargs)
     except AssertionError as exc:  # torchdiffeq: 'underflow in dt ...'
-        raise SolverFailure(f"{what}: ODE solver failed ({exc}); the field is too stiff for these tolerances") from None
+        raise SolverFailure(
+            f"{what}: ODE solver failed ({exc}); the field is too stiff for these tolerances"
+        ) from None
     first = out[0] if isinstance(out, tuple) else out
     if isinstance(first, torch.Tensor) and not bool(torch.isfinite(first).all()):
         raise SolverFailure(f"{what}: ODE solution is not finite (diverged)")

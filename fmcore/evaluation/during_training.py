@@ -1,7 +1,8 @@
 """Quality and NLL of the periodic checkpoints against the training step (data of Fig. 5).
 
 Checkpoints ``<run_dir>/checkpoints/step_<N>.pt`` with N a multiple of
-``during_training.every`` and N <= the final checkpoint's step are evaluated with their EMA weights: the quality metric of
+``during_training.every`` and N <= the final checkpoint's step are evaluated with their EMA
+weights: the quality metric of
 ``during_training.n_samples`` dopri5 samples and the NLL of ``during_training.nll_n`` test
 points (bits/dim for images, nats for 2D; exact or Hutchinson as in the ``nll`` section
 unless ``during_training.nll_exact`` overrides it). One cached result per checkpoint.
@@ -60,8 +61,8 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
                                stream="during_training")  # fmt: skip
         nll, _ = nll_metrics(ctx, model, {**nll_cfg, "batch_size": int(cfg["nll_n"])}, int(cfg["nll_n"]),
                              partial / f"dt_nll_{step}", fp)  # fmt: skip
-        return {"step": np.array([step]), "quality": np.array([q["quality"]]), "nll": np.array([nll[nll_key]]),
-                "nfe": np.array([q["nfe"]])}  # fmt: skip
+        return {"step": np.array([step]), "quality": np.array([q["quality"]]),
+                "nll": np.array([nll[nll_key]]), "nfe": np.array([q["nfe"]])}  # fmt: skip
 
     fp_all = {**fingerprint, "checkpoints": [(s, p.stat().st_size, p.stat().st_mtime_ns) for s, p in ckpts]}
     res = BatchCache(partial / "during_training", fp_all).run(len(ckpts), one, desc="during training")

@@ -66,5 +66,6 @@ def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True) -> 
     prediction = build_objective(path_cfg, path).prediction
     return EvalModel(
         v=velocity_field(model, path, prediction), path=path, prediction=prediction, step=int(ckpt["step"]),
-        train_run_id=ckpt.get("mlflow_run_id"), checkpoint=checkpoint, checkpoint_sha256=file_sha256(checkpoint),
+        train_run_id=ckpt.get("mlflow_run_id"), checkpoint=checkpoint,
+        checkpoint_sha256=file_sha256(checkpoint),
     )  # fmt: skip

@@ -44,7 +44,9 @@ def _grid(ctx: EvalContext, times: list[float]) -> torch.Tensor:
     t_max = ctx.model.path.t_max
     t = torch.tensor([min(float(x), t_max) for x in times], dtype=torch.float64)
     if len(t) < 2 or not bool((t[1:] > t[:-1]).all()):
-        raise ValueError(f"evaluate.{ctx.job['dataset']}: output times {times} must be increasing (>= 2 values)")
+        raise ValueError(
+            f"evaluate.{ctx.job['dataset']}: output times {times} must be increasing (>= 2 values)"
+        )
     return t
 
 
@@ -68,7 +70,8 @@ def run_trajectories(ctx: EvalContext) -> PartResult:
     s, per_time = straightness(traj, t)
     return PartResult(
         metrics={"straightness": s},
-        arrays={"t": t.numpy(), "x": traj.float().numpy(), "deviation": per_time, "straightness": np.array(s)},
+        arrays={"t": t.numpy(), "x": traj.float().numpy(), "deviation": per_time,
+                "straightness": np.array(s)},
     )
 
 

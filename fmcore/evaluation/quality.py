@@ -16,9 +16,9 @@ name       stand-in       features of a sample batch              reference
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from fmcore.metrics.fid import (
     fid_from_features,
     image_features,
     load_inception,
+    load_stats,
     model_to_uint8,
     resolve_inception_weights,
     stats_filename,
@@ -108,7 +109,9 @@ def build_quality(
         from fmcore.evaluation.io import load_npz
 
         if not fresh_path(ref_dir).is_file():
-            raise ValueError(f"{fresh_path(ref_dir)}: missing; run `python -m fmcore.evaluate reference` first")
+            raise ValueError(
+                f"{fresh_path(ref_dir)}: missing; run `python -m fmcore.evaluate reference` first"
+            )
         ref = load_npz(fresh_path(ref_dir))["x"].astype(np.float64)
 
         def score_2d(f: np.ndarray) -> dict[str, float]:
@@ -118,8 +121,6 @@ def build_quality(
     stats = reference_stats_path(ref_dir, dataset, name)
     if name == "fd_digits":
         model, acc = load_classifier(classifier_path(ref_dir))
-        from fmcore.metrics.fid import load_stats
-
         mu_ref, sigma_ref = load_stats(stats)
 
         def score_digits(f: np.ndarray) -> dict[str, float]:
@@ -130,6 +131,7 @@ def build_quality(
             name, lambda x: digits_features(model, model_to_uint8(x)), score_digits,
             info={"classifier_test_accuracy": acc},
         )  # fmt: skip
+    load_stats(stats)  # fail before sampling if the reference statistics are missing
     network = feature_network
     if network is None:
         network = load_inception(resolve_inception_weights(cfg.get("inception_weights"), dataset))

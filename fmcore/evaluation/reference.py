@@ -27,7 +27,13 @@ from fmcore.data import dataset_hash, load_labels, load_split
 from fmcore.data.toy2d import sample_toy2d
 from fmcore.evaluation.io import BatchCache, atomic_savez, atomic_write_json
 from fmcore.evaluation.quality import METRICS, classifier_path, fresh_path, reference_stats_path
-from fmcore.metrics.fid import FeatureNetwork, image_features, load_inception, resolve_inception_weights, save_stats
+from fmcore.metrics.fid import (
+    FeatureNetwork,
+    image_features,
+    load_inception,
+    resolve_inception_weights,
+    save_stats,
+)
 from fmcore.metrics.frechet import frechet_distance, gaussian_stats
 from fmcore.metrics.standin import accuracy, digits_features, save_classifier, train_classifier
 from fmcore.metrics.w2 import fd_2d, w2_2d
@@ -60,7 +66,8 @@ def _digits(job: dict, q: dict) -> dict:
     model = train_classifier(x_train, y_train, steps=steps, seed=int(job["evaluate"].get("seed", 0)))
     acc = accuracy(model, x_test, y_test)
     save_classifier(classifier_path(ref), model, acc, steps)
-    mu, sigma = save_stats(reference_stats_path(ref, job["dataset"], "fd_digits"), digits_features(model, x_train))
+    stats = reference_stats_path(ref, job["dataset"], "fd_digits")
+    mu, sigma = save_stats(stats, digits_features(model, x_train))
     mu_t, sigma_t = gaussian_stats(digits_features(model, x_test))
     return {"classifier_test_accuracy": acc, "classifier_steps": steps, "n_train": len(x_train),
             "fd_digits_test_split": frechet_distance(mu_t, sigma_t, mu, sigma)}  # fmt: skip
@@ -95,7 +102,9 @@ def make_reference(job: dict, feature_network: FeatureNetwork | None = None, for
     q = job["evaluate"]["quality"]
     metric = q.get("metric")
     if metric not in METRICS:
-        raise ValueError(f"evaluate.{job['dataset']}.quality.metric: {metric!r}, expected one of {', '.join(METRICS)}")
+        raise ValueError(
+            f"evaluate.{job['dataset']}.quality.metric: {metric!r}, expected one of {', '.join(METRICS)}"
+        )
     ref = reference_dir(job)
     fingerprint = {"metric": metric, "data_hash": dataset_hash(job["paths"]["data_dir"]),
                    "quality": {k: v for k, v in q.items() if k != "inception_weights"},

@@ -9,7 +9,8 @@ matches and recomputes it otherwise. Inside a part, batches are cached under
 ``<eval_dir>/partial/`` until the part is done.
 
 A part that cannot be computed (an ODE solve fails: dopri5 step-size underflow on a stiff
-field, non-finite samples; or no periodic checkpoints for ``during_training``) is recorded under ``failed`` in metrics.json and the tag ``fmrepro.failed_parts``,
+field, non-finite samples; or no periodic checkpoints for ``during_training``) is recorded
+under ``failed`` in metrics.json and the tag ``fmrepro.failed_parts``,
 is not cached, and the other parts go on; ``--strict`` turns that into exit status 1.
 
 Every invocation then writes ``<eval_dir>/metrics.json`` (DVC metrics) from all valid
@@ -113,10 +114,12 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
 
     tags = {"fmrepro.stage": "evaluate", "fmrepro.dataset": job["dataset"], "fmrepro.method": job["method"],
             "fmrepro.train_run_id": ctx.model.train_run_id or "unknown",
-            "fmrepro.quality_metric": summary["quality_metric"], "fmrepro.stand_in": str(summary["stand_in"]).lower(),
+            "fmrepro.quality_metric": summary["quality_metric"],
+            "fmrepro.stand_in": str(summary["stand_in"]).lower(),
             "fmrepro.checkpoint": str(ctx.model.checkpoint), "fmrepro.checkpoint_step": str(ctx.model.step),
             "fmrepro.git_commit": git_commit(), "fmrepro.host": platform.node(), "fmrepro.device": "cpu",
-            "fmrepro.parts": ",".join(results), "fmrepro.failed_parts": ",".join(summary["failed"])}  # fmt: skip
+            "fmrepro.parts": ",".join(results),
+            "fmrepro.failed_parts": ",".join(summary["failed"])}  # fmt: skip
     tracker = start_run(job["experiment"], f"eval/{job['dataset']}/{job['method']}", tags=tags,
                         params={"evaluate": job["evaluate"]}, parent_run_id=ctx.model.train_run_id,
                         spool_path=ctx.eval_dir / "mlflow_spool.jsonl")  # fmt: skip
@@ -156,10 +159,12 @@ def evaluate_job(
     model = load_eval_model(job, ckpt, use_ema=bool(cfg.get("ema", True)))
     eval_dir = run_dir / "eval"
     ref_dir = reference_dir(job)
-    ref_info = json.loads((ref_dir / "reference.json").read_text()) if (ref_dir / "reference.json").is_file() else None
+    ref_json = ref_dir / "reference.json"
+    ref_info = json.loads(ref_json.read_text()) if ref_json.is_file() else None
     test = load_split(job["paths"]["data_dir"], "test")
     ctx = EvalContext(job=job, model=model, quality=None, test=test, eval_dir=eval_dir)
-    base = {"checkpoint": model.checkpoint_sha256, "seed": ctx.seed, "data_hash": dataset_hash(job["paths"]["data_dir"]),
+    base = {"checkpoint": model.checkpoint_sha256, "seed": ctx.seed,
+            "data_hash": dataset_hash(job["paths"]["data_dir"]),
             "reference": (ref_info or {}).get("fingerprint")}  # fmt: skip
     fps = {p: {**base, "part": p, "sections": {s: cfg.get(s) for s in _DEPENDS[p]}} for p in PARTS}
     wanted = only or list(PARTS)

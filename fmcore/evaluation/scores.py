@@ -105,7 +105,8 @@ def quality_metrics(
     def batch(i: int) -> dict[str, np.ndarray]:
         m = min(bs, n_samples - i * bs)
         noise = standard_noise(m, ctx.sample_shape, ctx.seed, stream, i)
-        x_1, nfe = guard_solver(f"samples {ctx.job['dataset']}/{ctx.job['method']} step {model.step}", sample_path,
+        what = f"samples {ctx.job['dataset']}/{ctx.job['method']} step {model.step}"
+        x_1, nfe = guard_solver(what, sample_path,
                                 model.v, model.path, noise, method="dopri5", atol=float(tol["atol"]),
                                rtol=float(tol["rtol"]))  # fmt: skip
         return {"features": quality.features(x_1), "nfe": np.array([nfe], dtype=np.int64)}

@@ -70,7 +70,9 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
         solver, budget, steps = runs[i]
         x, nfe = sample_path(model.v, model.path, noise, method=solver, steps=steps)
         if nfe != budget:
-            raise RuntimeError(f"sweep {solver}@{budget}: counted NFE {nfe} != budget (solver wiring changed?)")
+            raise RuntimeError(
+                f"sweep {solver}@{budget}: counted NFE {nfe} != budget (solver wiring changed?)"
+            )
         if not bool(torch.isfinite(x).all()):  # a diverged low-NFE solve is a data point, not a crash
             return {"nfe": np.array([nfe]), "error": np.array([np.inf]), "quality": np.array([np.nan])}
         err = float(torch.sqrt(((x.double() - x_ref) ** 2).mean()))
@@ -92,6 +94,7 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
         else:
             out.info.setdefault("diverged", []).append(f"{s}@{b}")
     out.arrays = {"solvers": np.array(solvers), "budgets": np.array(budgets), **table,
-                  "reference_nfe": np.array(int(ref["nfe"][0])), "metric": np.array(quality.name)}  # fmt: skip
+                  "reference_nfe": np.array(int(ref["nfe"][0])),
+                  "metric": np.array(quality.name)}  # fmt: skip
     out.metrics = {"sweep/reference_nfe": float(ref["nfe"][0])}
     return out

@@ -114,7 +114,9 @@ def clean_resize(images: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def image_features(images: np.ndarray, network: FeatureNetwork, device: str | torch.device = "cpu") -> np.ndarray:
+def image_features(
+    images: np.ndarray, network: FeatureNetwork, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """Features of uint8 images [B, H, W, C]: clean resize, then ``network``; float64 [B, D]."""
     feats = network(clean_resize(images).to(device))
     return feats.reshape(feats.shape[0], -1).double().cpu().numpy()

@@ -7,7 +7,8 @@
       + \\operatorname{tr}\\big(\\Sigma_1 + \\Sigma_2 - 2 (\\Sigma_1 \\Sigma_2)^{1/2}\\big)
 
 This is ``cleanfid.fid.frechet_distance`` (clean-fid 0.1.35, ``fid.py``): the matrix
-square root by ``scipy.linalg.sqrtm`` (without its deprecated ``disp`` flag), ``eps`` added to both diagonals when the product is
+square root by ``scipy.linalg.sqrtm`` (without its deprecated ``disp`` flag), ``eps``
+added to both diagonals when the product is
 singular, and a negligible imaginary part dropped. It is re-implemented here (one small
 function) because ``cleanfid.fid`` imports torchvision, which has no CPU build beside the
 CPU torch (``../shared/ENVIRONMENT.md``). FID is this distance between Inception pool

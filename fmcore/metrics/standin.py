@@ -133,7 +133,9 @@ def load_classifier(path: str | Path) -> tuple[DigitsCNN, float]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: digits classifier missing; run `python -m fmcore.evaluate reference` first")
+        raise ValueError(
+            f"{path}: digits classifier missing; run `python -m fmcore.evaluate reference` first"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a corrupt file
