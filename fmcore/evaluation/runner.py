@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 
 from fmcore.config import resolve_job
 from fmcore.data import dataset_hash, load_split
