@@ -186,3 +186,15 @@ def test_guard_solver_turns_underflow_and_nan_into_part_failures() -> None:
     with pytest.raises(PartFailure, match="not finite"):
         guard_solver("s", lambda: (torch.tensor([float("nan")]), 3))
     assert guard_solver("s", lambda: (torch.ones(2), 3))[1] == 3
+
+
+def test_resolve_device_auto_and_clear_errors() -> None:
+    from fmcore.evaluation.context import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="expected auto, cpu or cuda"):
+        resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

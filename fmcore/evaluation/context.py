@@ -19,6 +19,7 @@ __all__ = [
     "PartResult",
     "SolverFailure",
     "guard_solver",
+    "resolve_device",
     "seeded_generator",
     "standard_noise",
 ]
@@ -53,9 +54,31 @@ def seeded_generator(seed: int, stream: str, index: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
-def standard_noise(n: int, shape: tuple[int, ...], seed: int, stream: str, index: int = 0) -> torch.Tensor:
-    """x_0 ~ N(0, I) of shape [n, *shape] from :func:`seeded_generator` (scaled later by prior_std)."""
-    return torch.randn((n, *shape), generator=seeded_generator(seed, stream, index))
+def standard_noise(n: int, shape: tuple[int, ...], seed: int, stream: str, index: int = 0,
+                   device: str | torch.device = "cpu") -> torch.Tensor:
+    """x_0 ~ N(0, I) of shape [n, *shape] from :func:`seeded_generator` (scaled later by prior_std).
+
+    Drawn on the CPU and then moved to ``device``, so the numbers do not depend on the device.
+    """
+    return torch.randn((n, *shape), generator=seeded_generator(seed, stream, index)).to(device)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``evaluate.<ds>.device``: ``auto`` (CUDA if available, else CPU), ``cpu`` or ``cuda[:i]``.
+
+    Raises:
+        ValueError: CUDA requested but not available, or an unknown name.
+    """
+    name = name or "auto"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"evaluate.*.device: {name!r}, expected auto, cpu or cuda[:i]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"evaluate.*.device: {name!r} but CUDA is not available here (use auto or cpu)")
+    return dev
 
 
 @dataclass

@@ -54,7 +54,8 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
 
     def one(i: int) -> dict[str, np.ndarray]:
         step, path = ckpts[i]
-        model = load_eval_model(ctx.job, path, use_ema=bool(ctx.cfg.get("ema", True)))
+        model = load_eval_model(ctx.job, path, use_ema=bool(ctx.cfg.get("ema", True)),
+                                device=ctx.model.device)
         fp = {**fingerprint, "checkpoint": model.checkpoint_sha256}
         q, _ = quality_metrics(ctx, model, ctx.quality, int(cfg["n_samples"]),
                                int(ctx.cfg["quality"]["batch_size"]), partial / f"dt_quality_{step}", fp,

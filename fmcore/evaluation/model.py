@@ -36,6 +36,7 @@ class EvalModel:
     train_run_id: str | None
     checkpoint: Path
     checkpoint_sha256: str
+    device: torch.device = torch.device("cpu")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -47,7 +48,8 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True) -> EvalModel:
+def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True,
+                    device: str | torch.device = "cpu") -> EvalModel:
     """Build the field of ``checkpoint`` for the resolved ``job``.
 
     Raises:
@@ -58,7 +60,7 @@ def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True) -> 
     ckpt = load_checkpoint(checkpoint, expect={"method": job["method"], "model_config": job["model"]})
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
-    model.eval()
+    model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     path_cfg = ckpt["path_config"]
@@ -67,5 +69,5 @@ def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True) -> 
     return EvalModel(
         v=velocity_field(model, path, prediction), path=path, prediction=prediction, step=int(ckpt["step"]),
         train_run_id=ckpt.get("mlflow_run_id"), checkpoint=checkpoint,
-        checkpoint_sha256=file_sha256(checkpoint),
+        checkpoint_sha256=file_sha256(checkpoint), device=torch.device(device),
     )  # fmt: skip

@@ -52,11 +52,11 @@ def _grid(ctx: EvalContext, times: list[float]) -> torch.Tensor:
 
 def _solve(ctx: EvalContext, n: int, t: torch.Tensor, stream: str) -> torch.Tensor:
     tol = ctx.cfg["nfe"]
-    noise = standard_noise(n, ctx.sample_shape, ctx.seed, stream)
+    noise = standard_noise(n, ctx.sample_shape, ctx.seed, stream, device=ctx.model.device)
     traj, _ = guard_solver(f"{stream} {ctx.job['dataset']}/{ctx.job['method']}", sample_path,
                            ctx.model.v, ctx.model.path, noise, method="dopri5", t_grid=t,
                           atol=float(tol["atol"]), rtol=float(tol["rtol"]))  # fmt: skip
-    return traj
+    return traj.cpu()
 
 
 def run_trajectories(ctx: EvalContext) -> PartResult:

@@ -89,7 +89,8 @@ def _check_metric(name: str, dataset: str) -> None:
 
 
 def build_quality(
-    cfg: dict, dataset: str, ref_dir: str | Path, feature_network: FeatureNetwork | None = None
+    cfg: dict, dataset: str, ref_dir: str | Path, feature_network: FeatureNetwork | None = None,
+    device: str | torch.device = "cpu",
 ) -> QualityMetric:
     """Build the metric named by ``evaluate.<dataset>.quality.metric`` from its reference files.
 
@@ -98,6 +99,7 @@ def build_quality(
         dataset: dataset name.
         ref_dir: ``results/<exp>/<dataset>/reference``.
         feature_network: replaces Inception for ``fid`` (tests inject a tiny network).
+        device: where Inception runs.
 
     Raises:
         ValueError: unknown metric, missing reference files, or missing Inception weights.
@@ -134,8 +136,8 @@ def build_quality(
     load_stats(stats)  # fail before sampling if the reference statistics are missing
     network = feature_network
     if network is None:
-        network = load_inception(resolve_inception_weights(cfg.get("inception_weights"), dataset))
+        network = load_inception(resolve_inception_weights(cfg.get("inception_weights"), dataset), device)
     return QualityMetric(
-        name, lambda x: image_features(model_to_uint8(x), network),
+        name, lambda x: image_features(model_to_uint8(x), network, device),
         lambda f: {"fid": fid_from_features(f, stats)}, info={"resize": "clean", "stats": stats.name},
     )  # fmt: skip

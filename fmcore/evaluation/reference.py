@@ -22,9 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fmcore.data import dataset_hash, load_labels, load_split
 from fmcore.data.toy2d import sample_toy2d
+from fmcore.evaluation.context import resolve_device
 from fmcore.evaluation.io import BatchCache, atomic_savez, atomic_write_json
 from fmcore.evaluation.quality import METRICS, classifier_path, fresh_path, reference_stats_path
 from fmcore.metrics.fid import (
@@ -75,9 +77,12 @@ def _digits(job: dict, q: dict) -> dict:
 
 def _fid(job: dict, q: dict, feature_network: FeatureNetwork | None, fingerprint: dict) -> dict:
     ref = reference_dir(job)
-    network = feature_network
+    network, device = feature_network, resolve_device(job["evaluate"].get("device"))
     if network is None:
-        network = load_inception(resolve_inception_weights(q.get("inception_weights"), job["dataset"]))
+        weights = resolve_inception_weights(q.get("inception_weights"), job["dataset"])
+        network = load_inception(weights, device)
+    else:
+        device = torch.device("cpu")
     train = load_split(job["paths"]["data_dir"], "train").array  # uint8 [N, C, H, W], memory-mapped
     bs = int(q.get("batch_size", 250))
     n_batches = -(-len(train) // bs)
@@ -85,7 +90,7 @@ def _fid(job: dict, q: dict, feature_network: FeatureNetwork | None, fingerprint
 
     def batch(i: int) -> dict[str, np.ndarray]:
         imgs = np.asarray(train[i * bs : (i + 1) * bs]).transpose(0, 2, 3, 1)
-        return {"features": image_features(np.ascontiguousarray(imgs), network)}
+        return {"features": image_features(np.ascontiguousarray(imgs), network, device)}
 
     feats = cache.run(n_batches, batch, desc=f"reference features {job['dataset']}")["features"]
     save_stats(reference_stats_path(ref, job["dataset"], "fid"), feats)

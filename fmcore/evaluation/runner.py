@@ -27,10 +27,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 
 from fmcore.config import resolve_job
 from fmcore.data import dataset_hash, load_split
-from fmcore.evaluation.context import EvalContext, PartFailure, PartResult
+from fmcore.evaluation.context import EvalContext, PartFailure, PartResult, resolve_device
 from fmcore.evaluation.during_training import run_during_training
 from fmcore.evaluation.io import atomic_savez, atomic_write_json, load_npz
 from fmcore.evaluation.model import load_eval_model
@@ -108,6 +110,10 @@ def _save_part(eval_dir: Path, part: str, fp: dict, res: PartResult) -> None:
                                                   "history": res.history, "info": res.info})  # fmt: skip
 
 
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], summary: dict) -> str | None:
     from fmcore.tracking import git_commit, start_run
 
@@ -116,7 +122,8 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
             "fmrepro.quality_metric": summary["quality_metric"],
             "fmrepro.stand_in": str(summary["stand_in"]).lower(),
             "fmrepro.checkpoint": str(ctx.model.checkpoint), "fmrepro.checkpoint_step": str(ctx.model.step),
-            "fmrepro.git_commit": git_commit(), "fmrepro.host": platform.node(), "fmrepro.device": "cpu",
+            "fmrepro.git_commit": git_commit(), "fmrepro.host": platform.node(),
+            "fmrepro.device": _device_name(ctx.model.device),
             "fmrepro.parts": ",".join(results),
             "fmrepro.failed_parts": ",".join(summary["failed"])}  # fmt: skip
     tracker = start_run(job["experiment"], f"eval/{job['dataset']}/{job['method']}", tags=tags,
@@ -155,7 +162,8 @@ def evaluate_job(
         raise ValueError(f"{ckpt}: no final checkpoint; train first with `python -m fmcore.train --params "
                          f"<params> --dataset {dataset} --method {method}`")  # fmt: skip
     cfg = job["evaluate"]
-    model = load_eval_model(job, ckpt, use_ema=bool(cfg.get("ema", True)))
+    device = resolve_device(cfg.get("device"))
+    model = load_eval_model(job, ckpt, use_ema=bool(cfg.get("ema", True)), device=device)
     eval_dir = run_dir / "eval"
     ref_dir = reference_dir(job)
     ref_json = ref_dir / "reference.json"
@@ -176,7 +184,8 @@ def evaluate_job(
                 if ref_info is None:
                     raise ValueError(f"{ref_dir / 'reference.json'}: missing; run `python -m fmcore.evaluate "
                                      f"reference --params <params> --dataset {dataset}` first")  # fmt: skip
-                ctx.quality = build_quality(cfg["quality"], dataset, ref_dir, feature_network)
+                feat_device = device if feature_network is None else torch.device("cpu")  # injected: CPU
+                ctx.quality = build_quality(cfg["quality"], dataset, ref_dir, feature_network, feat_device)
             log(f"evaluate {dataset}/{method}: {part} ...")
             start = time.perf_counter()
             try:

@@ -64,7 +64,7 @@ def nll_metrics(
         logps, nfes = [], []
         for k in range(k_deq):  # K uniform dequantizations per image (importance-weighted bound)
             ctx.test.generator = seeded_generator(ctx.seed, "nll_dequant", i * k_deq + k)
-            x_1 = ctx.test.get_batch(idx[i * bs : (i + 1) * bs])
+            x_1 = ctx.test.get_batch(idx[i * bs : (i + 1) * bs]).to(model.device)
             out = guard_solver(what, batch_log_prob, model.v, model.path, x_1, nll_cfg,
                                generator=seeded_generator(ctx.seed, "nll_probe", i * k_deq + k))  # fmt: skip
             logps.append(out["logp"])
@@ -72,7 +72,7 @@ def nll_metrics(
         logp = np.stack(logps)  # [K, B]: log (1/K sum_k p(x + u_k)), stable
         top = logp.max(axis=0)
         iw = top + np.log(np.exp(logp - top).mean(axis=0))
-        x = x_1.numpy() if not ctx.is_image else np.zeros((len(x_1), 0), np.float32)
+        x = x_1.cpu().numpy() if not ctx.is_image else np.zeros((len(x_1), 0), np.float32)
         return {"logp": iw, "nfe": np.concatenate(nfes), "x": x}
 
     res = cache.run(n_batches, batch, desc=f"nll {ctx.job['dataset']}/{ctx.job['method']} step {model.step}")
@@ -104,7 +104,7 @@ def quality_metrics(
 
     def batch(i: int) -> dict[str, np.ndarray]:
         m = min(bs, n_samples - i * bs)
-        noise = standard_noise(m, ctx.sample_shape, ctx.seed, stream, i)
+        noise = standard_noise(m, ctx.sample_shape, ctx.seed, stream, i, device=model.device)
         what = f"samples {ctx.job['dataset']}/{ctx.job['method']} step {model.step}"
         x_1, nfe = guard_solver(what, sample_path,
                                 model.v, model.path, noise, method="dopri5", atol=float(tol["atol"]),

@@ -55,13 +55,13 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
     cfg, model, quality = ctx.cfg["sweep"], ctx.model, ctx.quality
     runs, skipped = plan_sweep(list(cfg["solvers"]), list(cfg["nfe"]))
     n = int(cfg["n_samples"])
-    noise = standard_noise(n, ctx.sample_shape, ctx.seed, "sweep")
+    noise = standard_noise(n, ctx.sample_shape, ctx.seed, "sweep", device=model.device)
     ref_cache = BatchCache(ctx.eval_dir / "partial" / "sweep_reference", fingerprint)
 
     def reference(_: int) -> dict[str, np.ndarray]:
         x, nfe = guard_solver("sweep reference", sample_path, model.v, model.path, noise, method="dopri5",
                               atol=float(cfg["reference_atol"]), rtol=float(cfg["reference_rtol"]))
-        return {"x": x.numpy(), "nfe": np.array([nfe])}
+        return {"x": x.cpu().numpy(), "nfe": np.array([nfe])}
 
     ref = ref_cache.run(1, reference, desc="sweep reference (dopri5)")
     x_ref = torch.from_numpy(ref["x"]).double()
@@ -75,7 +75,7 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
             )
         if not bool(torch.isfinite(x).all()):  # a diverged low-NFE solve is a data point, not a crash
             return {"nfe": np.array([nfe]), "error": np.array([np.inf]), "quality": np.array([np.nan])}
-        err = float(torch.sqrt(((x.double() - x_ref) ** 2).mean()))
+        err = float(torch.sqrt(((x.cpu().double() - x_ref) ** 2).mean()))
         score = quality.score(quality.features(x))[quality.name]
         return {"nfe": np.array([nfe]), "error": np.array([err]), "quality": np.array([score])}
 
