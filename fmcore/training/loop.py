@@ -51,6 +51,7 @@ class TrainResult:
     first_loss: float | None  # loss of the first update of this call (None if it did none)
     samples_per_s: float  # global samples per second during this call
     seconds: float  # wall time of this call's loop
+    cpu_seconds: float  # CPU time of the process (all threads) during the loop
     preempted: bool  # stopped early by a signal; last.pt holds the state
     checkpoint: Path | None  # the final checkpoint.pt (None when preempted)
 
@@ -141,6 +142,7 @@ def train_loop(
     pending: list[torch.Tensor] = []  # per-step losses not yet logged (one sync per log interval)
     first_loss, start_step, preempted = None, step, False
     t0 = t_log = time.perf_counter()
+    cpu0 = time.process_time()
     step_log = step
 
     def flush_logs() -> None:
@@ -204,7 +206,7 @@ def train_loop(
         if step % ckpt_every == 0 and step < steps:
             save("last.pt", keep_step=True)
     flush_logs()
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     final = None
     if not preempted:
         final = save("checkpoint.pt", keep_step=False)
@@ -216,4 +218,5 @@ def train_loop(
     done = step - start_step
     return TrainResult(step=step, final_loss=sum(tail) / max(len(tail), 1), first_loss=first_loss,
                        samples_per_s=done * sampler.batch_size / max(seconds, 1e-9), seconds=seconds,
+                       cpu_seconds=cpu_seconds,
                        preempted=preempted, checkpoint=final)
