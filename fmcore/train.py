@@ -151,7 +151,8 @@ def _run(args: argparse.Namespace) -> int:
     tracker.set_tags({"fmrepro.checkpoint": str(result.checkpoint)})
     delivered = tracker.close(status="FINISHED")
     metrics = {"final_loss": result.final_loss, "steps": result.step, "samples_per_s": result.samples_per_s,
-               "train_seconds": result.seconds, "mlflow_run_id": tracker.run_id,
+               "train_seconds": result.seconds, "train_cpu_seconds": result.cpu_seconds,
+               "mlflow_run_id": tracker.run_id,
                "mlflow_pending": not delivered}
     write_json(metrics, run_dir / "train.json")
     print(f"done: {job['dataset']}/{job['method']} {result.step} steps, final loss {result.final_loss:.5f}, "
