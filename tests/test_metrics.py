@@ -198,3 +198,24 @@ def test_resolve_device_auto_and_clear_errors() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_params_schema_rejects_bad_evaluate_keys() -> None:
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from fmcore.config import ParamsError, validate_params
+
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "smoke.yaml").read_text())
+    validate_params(copy.deepcopy(base), "smoke")
+    for path, value, expected in (
+        (("digits", "quality", "metric"), "fid_digits", "evaluate.digits.quality.metric"),
+        (("checkerboard", "sweep", "solvers"), ["heun"], "evaluate.checkerboard.sweep.solvers.0"),
+        (("checkerboard", "nll", "probe"), "sphere", "evaluate.checkerboard.nll.probe"),
+    ):
+        bad = copy.deepcopy(base)
+        bad["evaluate"][path[0]][path[1]][path[2]] = value
+        with pytest.raises(ParamsError, match=expected.replace(".", r"\.")):
+            validate_params(bad, "smoke")
