@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from faults_util import RESULTS, cli, copy_tree, tiny_params, write_params
+from faults_util import cli, copy_tree, tiny_params, write_params
+from summary import session_results
 
 
 _SESSION = {"ran": False}
@@ -15,9 +16,10 @@ _SESSION = {"ran": False}
 
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_results():
-    """Start each session with an empty results file (the summary reads this session's lines)."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("")
+    """Start each session with its own empty results file (the summary reads the newest)."""
+    path = session_results()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
     _SESSION["ran"] = True
     yield
 
@@ -68,10 +70,11 @@ def fresh_ws(base_ws, tmp_path) -> Path:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Print the suite's figures (faults injected / survived, inputs tried, data lost)."""
-    if not _SESSION["ran"] or not RESULTS.is_file() or not RESULTS.read_text().strip():
+    path = session_results()
+    if not _SESSION["ran"] or not path.is_file() or not path.read_text().strip():
         return
     from summary import format_summary, load_results
 
     terminalreporter.section("fault-injection summary (tests/faults)")
-    for line in format_summary(load_results(RESULTS)).splitlines():
+    for line in format_summary(load_results(path)).splitlines():
         terminalreporter.write_line(line)

@@ -3,7 +3,7 @@
 Every test runs the real CLIs (``python -m fmcore.<stage>``) in subprocesses inside a
 temporary workspace (cwd) holding a shrunken copy of ``params/smoke.yaml`` and a tmp
 MLflow SQLite store, injects one fault, and records what happened as one JSON line in
-``RESULTS`` (read by ``python -m tests.faults.summary``).
+this session's results file (read by ``python -m tests.faults.summary``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 # Results of the last run of the suite (JSON lines); .pytest_cache is git-ignored.
-from summary import RESULTS  # noqa: E402  (one definition, shared with the summary command)
+from summary import session_results  # noqa: E402  (shared with the summary command)
 
 # A secret-looking params key: it must never reach MLflow in clear (tracking masks it).
 SECRET = "fmrepro-test-secret-0123456789"
@@ -157,9 +157,10 @@ def error_lines(stderr: str) -> list[str]:
 
 def record(kind: str, name: str, **fields) -> None:
     """Append one result line for the summary (``kind``: fault | input | security)."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    path = session_results()
+    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"kind": kind, "name": name, "time": time.time(), **fields}, sort_keys=True)
-    with open(RESULTS, "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 
 

@@ -4,7 +4,9 @@
     .venv/bin/python -m tests.faults.summary         # faults injected / survived, inputs, data lost
     .venv/bin/python -m tests.faults.summary --write-docs   # + regenerate the tables in docs/faults.md
 
-Each line of the results file is one JSON object: ``kind`` = ``fault`` (``injected``: faults
+Each pytest session writes its own ``.pytest_cache/fmrepro-faults/results-<time>-<pid>.jsonl``
+(``$FMREPRO_FAULTS_RESULTS`` overrides it); the summary reads the newest. Each line is one
+JSON object: ``kind`` = ``fault`` (``injected``: faults
 injected, ``survived``: how many the pipeline survived, ``data_lost``: results lost or left
 truncated), ``input`` (one bad-input case: ``ok``, ``exit``, ``message``) or ``security``.
 """
@@ -15,16 +17,33 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = Path(os.environ.get("FMREPRO_FAULTS_RESULTS",
-                              REPO / ".pytest_cache" / "fmrepro-faults" / "results.jsonl"))
+RESULTS_DIR = REPO / ".pytest_cache" / "fmrepro-faults"  # git-ignored
+
+
+def session_results() -> Path:
+    """The results file of this pytest session: ``$FMREPRO_FAULTS_RESULTS``, else a new file per
+    session (several people may run the suite at once in one checkout)."""
+    if not os.environ.get("FMREPRO_FAULTS_RESULTS"):
+        name = f"results-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
+        os.environ["FMREPRO_FAULTS_RESULTS"] = str(RESULTS_DIR / name)
+    return Path(os.environ["FMREPRO_FAULTS_RESULTS"])
+
+
+def latest_results() -> Path | None:
+    """``$FMREPRO_FAULTS_RESULTS`` if set, else the newest session file."""
+    if os.environ.get("FMREPRO_FAULTS_RESULTS"):
+        return Path(os.environ["FMREPRO_FAULTS_RESULTS"])
+    files = sorted(RESULTS_DIR.glob("results-*.jsonl"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None
 DOC = REPO / "docs" / "faults.md"
 BEGIN, END = "<!-- BEGIN GENERATED: {} -->", "<!-- END GENERATED: {} -->"
 
 
-def load_results(path: Path = RESULTS) -> list[dict]:
+def load_results(path: Path) -> list[dict]:
     """The result lines (the last line per (kind, name) wins, so a rerun replaces a case)."""
     latest: dict[tuple[str, str], dict] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
@@ -106,13 +125,16 @@ def write_docs(results: list[dict], doc: Path = DOC) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.summary",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--results", type=Path, default=RESULTS, help="results file (default %(default)s)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help=f"results file (default: the newest {RESULTS_DIR.name}/results-*.jsonl)")
     parser.add_argument("--write-docs", action="store_true", help=f"regenerate the tables in {DOC.name}")
     args = parser.parse_args(argv)
-    if not args.results.is_file():
-        print(f"error: {args.results}: no results; run `.venv/bin/python -m pytest tests/faults` first",
-              file=sys.stderr)
+    args.results = args.results or latest_results()
+    if args.results is None or not args.results.is_file():
+        print(f"error: {args.results or RESULTS_DIR}: no results; run `.venv/bin/python -m pytest "
+              f"tests/faults` first", file=sys.stderr)
         return 2
+    print(f"results: {args.results}")
     results = load_results(args.results)
     print(format_summary(results))
     if args.write_docs:
