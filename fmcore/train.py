@@ -100,6 +100,9 @@ def _run(args: argparse.Namespace) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     init_distributed(denv, device)
+    if not cuda and tcfg.get("precision", "fp32") != "fp32" and denv.is_main:
+        print(f"note: train.precision={tcfg['precision']} applies on GPU only; training in fp32 on CPU",
+              file=sys.stderr)
 
     torch.manual_seed(int(tcfg["seed"]))  # same initial weights on every rank
     path = build_path(job["path"])
