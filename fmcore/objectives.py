@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -117,6 +116,8 @@ def ot_pairing(x_0: Tensor, x_1: Tensor, generator: torch.Generator | None = Non
     Returns:
         x_0 permuted (or resampled) along the batch, shape [B, ...].
     """
+    import ot  # POT pulls in scikit-learn (~2.4 s at start-up); only OT-CFM jobs pay for it
+
     n = x_0.shape[0]
     a = x_0.detach().flatten(1).to("cpu", torch.float64).numpy()
     b = x_1.detach().flatten(1).to("cpu", torch.float64).numpy()
