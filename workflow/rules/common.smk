@@ -39,7 +39,6 @@ RESULTS = f"{PARAMS['results_dir']}/{EXP}"
 REPORTS = f"reports/{EXP}"
 LOGS = f"logs/{EXP}"
 GRID = list(PARAMS["jobs"].values())
-DATASETS = list(dict.fromkeys(job["dataset"] for job in GRID))
 
 
 wildcard_constraints:
