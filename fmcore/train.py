@@ -69,6 +69,11 @@ def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
     want = {k: v for k, v in {**job["train"], "steps": steps}.items() if k not in HARMLESS_TRAIN_KEYS}
     if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
         diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        if ckpt["step"] >= int(ckpt["train_config"].get("steps", -1)):
+            # A finished run's state (train settings changed since): nothing to resume, start afresh.
+            print(f"{last}: finished run with other train settings ({', '.join(diff)}); starting afresh",
+                  file=sys.stderr)
+            return None
         raise CheckpointError(f"{last}: written with other train settings ({', '.join(diff)}: "
                               f"{[have.get(k) for k in diff]} vs {[want.get(k) for k in diff]}); "
                               "move it away to start afresh")
@@ -113,6 +118,9 @@ def _run(args: argparse.Namespace) -> int:
         for folder in (run_dir, run_dir / "checkpoints", run_dir / "mlflow_artifacts"):
             remove_stale_temp(folder)
     resume = _resume_state(run_dir, job, steps)
+    if resume is None and denv.is_main:  # periodic checkpoints of an earlier run must not mix into Fig. 5
+        for stale in sorted((run_dir / "checkpoints").glob("step_*.pt")):
+            stale.unlink()
 
     tracker = NullTracker()
     if denv.is_main:

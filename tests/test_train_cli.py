@@ -20,7 +20,7 @@ from fmcore.data import dataset_hash
 from fmcore.train import PREEMPTED_EXIT_CODE, main
 from fmcore.training.checkpoint import load_checkpoint
 
-from train_util import tiny_job
+from train_util import tiny_job, tiny_params
 
 CLI = [sys.executable, "-m", "fmcore.train", "--params", "params.yaml", "--dataset", "checkerboard",
        "--method", "fm_ot"]
@@ -174,3 +174,33 @@ def test_cli_refuses_bad_inputs(tmp_path, monkeypatch, capsys):
     assert err.startswith("error: ") and "checkpoint method is \"ddpm\", expected \"fm_ot\"" in err
     assert (run_dir / "last.pt").read_bytes() == before
     shutil.rmtree(run_dir)
+
+
+def test_changed_settings_after_a_finished_run_start_afresh(tmp_path, monkeypatch, capsys):
+    """A finished run's last.pt does not block a re-run with new settings (Snakemake re-runs a job
+    whose params changed); an unfinished one with other settings is still refused."""
+    tiny_job(tmp_path, "checkerboard", "fm_ot", {"train": {"checkerboard": {"steps": 20, "checkpoint_every": 10}}})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    argv = ["--params", "params.yaml", "--dataset", "checkerboard", "--method", "fm_ot"]
+    assert main(argv) == 0
+    run_dir = tmp_path / "results" / "smoke" / "checkerboard" / "fm_ot"
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt")) == ["step_10.pt", "step_20.pt"]
+    # New lr and checkpoint period: the finished state is not resumed, old step files are gone.
+    tiny_params(tmp_path, {"train": {"checkerboard": {"steps": 20, "checkpoint_every": 20, "lr": 1.0e-3}}})
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "starting afresh" in capsys.readouterr().err
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt")) == ["step_20.pt"]
+    assert json.loads((run_dir / "train.json").read_text())["steps"] == 20
+    # An unfinished last.pt (step 10 of 20) written with other settings is refused and kept.
+    from fmcore.training.checkpoint import save_checkpoint
+
+    state = load_checkpoint(run_dir / "checkpoints" / "step_20.pt")
+    state["step"] = 10
+    save_checkpoint(state, run_dir / "last.pt")
+    before = (run_dir / "last.pt").read_bytes()
+    tiny_params(tmp_path, {"train": {"checkerboard": {"steps": 20, "checkpoint_every": 20, "lr": 2.0e-3}}})
+    assert main(argv) == 2
+    assert "written with other train settings" in capsys.readouterr().err
+    assert (run_dir / "last.pt").read_bytes() == before
