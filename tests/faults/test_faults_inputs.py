@@ -8,6 +8,7 @@ The table ``CASES`` is the source of the table in docs/faults.md
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,7 +271,7 @@ def test_bad_input_gives_one_line_error_and_changes_nothing(ws, case):
         "no_code_ran": not list(ws.rglob(PWNED)),
     }
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    record("input", case.id, group=case.group, what=case.what, command="python -m " + " ".join(case.argv),
+    record("input", case.id, group=case.group, what=case.what, command="python -m " + shlex.join(case.argv),
            exit=out.returncode, message=message, ok=all(checks.values()),
            failed=[k for k, v in checks.items() if not v], changed=changed[:5])
     assert all(checks.values()), (checks, out.returncode, out.stderr[-2000:], changed[:10])

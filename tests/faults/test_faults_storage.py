@@ -69,12 +69,13 @@ def test_full_disk_gives_one_line_error_and_keeps_earlier_outputs(ws, base_ws, t
     after = snapshot(tiny_mount, skip=("new",))
     _, broken, stray = check_files(tiny_mount)
     msg = _one_line_error(out.stderr)
+    shown = (msg or "").replace(str(tiny_mount), "<tmpfs>")
     ok = out.returncode != 0 and msg is not None and "space" in msg.lower() and before == after \
         and not broken and not stray
     record("fault", f"disk-full-{stage}", injected=1, survived=1 if ok else 0,
            data_lost=len(broken) + sum(before.get(k) != after.get(k) for k in before),
            detail=f"`fmcore.{argv[0].split('.')[1]}` writing to a full 256 KiB tmpfs: exit {out.returncode}, "
-                  f"`{msg or out.stderr.strip().splitlines()[-1:]}`; earlier files intact, no partial "
+                  f"`{shown or out.stderr.strip().splitlines()[-1:]}`; earlier files intact, no partial "
                   f"file left",
            failed=[] if ok else [out.stderr[-500:], broken, stray])
     assert out.returncode != 0
