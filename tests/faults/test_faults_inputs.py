@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,15 @@ def _rename_dataset(new: str) -> Callable[[dict], None]:
     return mutate
 
 
+def _interrupted_then(mutate: Callable[[dict], None]) -> Callable[[Path], None]:
+    """last.pt of a run interrupted at step 30 (a copy of its step_30.pt), then params edited."""
+    def setup(work: Path) -> None:
+        (work / LAST).unlink()  # a hard link to checkpoint.pt: do not write through it
+        shutil.copy(work / "results/smoke/checkerboard/fm_ot/checkpoints/step_30.pt", work / LAST)
+        _params(mutate)(work)
+    return setup
+
+
 @dataclass
 class Case:
     id: str
@@ -190,8 +200,9 @@ CASES = [
          EVAL, ("checkpoint.pt", "weights_only"), _evil_ckpt(CKPT)),
     Case("ckpt-pickle-payload-resume", "checkpoint", "last.pt pickles an object running `touch PWNED`",
          TRAIN, ("last.pt", "weights_only"), _evil_ckpt(LAST)),
-    Case("ckpt-resume-other-settings", "checkpoint", "resume last.pt after changing train.lr",
-         TRAIN_BAD, ("last.pt", "lr"), _params(_set("train.checkerboard.lr", 1.0e-3))),
+    Case("ckpt-resume-other-settings", "checkpoint", "resume an interrupted last.pt (step 30/90) after "
+         "changing train.lr", TRAIN_BAD, ("last.pt", "lr"),
+         _interrupted_then(_set("train.checkerboard.lr", 1.0e-3))),
     # -- command lines ----------------------------------------------------------------------
     Case("cli-train-unknown-dataset", "cli", "`fmcore.train --dataset nope`",
          ("fmcore.train", "--params", "params.yaml", "--dataset", "nope", "--method", "fm_ot"), ("nope",)),
