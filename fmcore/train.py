@@ -13,34 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
-__all__ = ["PREEMPTED_EXIT_CODE", "main", "write_json"]
+from fmcore.io import atomic_write_json
+
+__all__ = ["PREEMPTED_EXIT_CODE", "main"]
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" (state saved in last.pt)
 RESUME_KEYS = ("experiment", "dataset", "method", "model_config", "path_config")
 # train settings that may change between a run and its resume without changing the result
 HARMLESS_TRAIN_KEYS = {"checkpoint_every", "log_every", "num_threads", "compile"}
-
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Write ``data`` as JSON atomically (temp file in the same dir, fsync, ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -165,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
                "train_seconds": result.seconds, "train_cpu_seconds": result.cpu_seconds,
                "mlflow_run_id": tracker.run_id,
                "mlflow_pending": not delivered}
-    write_json(metrics, run_dir / "train.json")
+    atomic_write_json(run_dir / "train.json", metrics)
     print(f"done: {job['dataset']}/{job['method']} {result.step} steps, final loss {result.final_loss:.5f}, "
           f"{result.samples_per_s:.0f} samples/s -> {run_dir}", file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ from mlflow.entities import Metric
 
 from fmcore.report import TABLE1_COLUMNS, build_report, build_table1
 from fmcore.report.__main__ import main
-from fmcore.report.io import atomic_write
+from fmcore.io import atomic_write
 from fmcore.report.paper import MODEL_TO_METHOD, load_paper_table, paper_markdown
 from fmcore.report.readme import dvc_data_hashes
 

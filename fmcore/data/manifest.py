@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fmcore.data.atomic import write_bytes_atomic
+from fmcore.io import atomic_write_bytes
 from fmcore.data.errors import DataError
 
 __all__ = [
@@ -92,7 +92,7 @@ def _dumps(manifest: dict) -> bytes:
 
 def write_manifest(out_dir: Path, manifest: dict) -> None:
     """Write ``manifest.json`` (sorted keys, atomic)."""
-    write_bytes_atomic(Path(out_dir) / MANIFEST, _dumps(manifest))
+    atomic_write_bytes(Path(out_dir) / MANIFEST, _dumps(manifest))
 
 
 def read_manifest(data_dir: str | Path) -> dict:

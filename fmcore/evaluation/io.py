@@ -1,8 +1,7 @@
 """Atomic file writes and a resumable per-batch cache for long evaluations.
 
-Every file is written to a temporary file in the same directory, fsynced, then moved over
-the target with ``os.replace``, so a crash never leaves a half-written result where a good
-one was. ``BatchCache`` stores one small npz per finished batch
+Every file is written atomically through :mod:`fmcore.io`, so a crash never leaves a
+half-written result where a good one was. ``BatchCache`` stores one small npz per finished batch
 (``<dir>/batch_<i>.npz``) plus ``<dir>/fingerprint.json``; a rerun with the same
 fingerprint loads finished batches instead of recomputing them, and a different
 fingerprint (other checkpoint, other settings) starts afresh.
@@ -10,48 +9,17 @@ fingerprint (other checkpoint, other settings) starts afresh.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["BatchCache", "atomic_write_bytes", "atomic_write_json", "atomic_savez", "load_npz"]
+from fmcore.io import atomic_savez, atomic_write_json
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` of plain (non-object) arrays, written atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
+__all__ = ["BatchCache", "load_npz"]
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -27,7 +27,8 @@ import torch
 from fmcore.data import dataset_hash, load_labels, load_split
 from fmcore.data.toy2d import sample_toy2d
 from fmcore.evaluation.context import resolve_device
-from fmcore.evaluation.io import BatchCache, atomic_savez, atomic_write_json
+from fmcore.evaluation.io import BatchCache
+from fmcore.io import atomic_savez, atomic_write_json
 from fmcore.evaluation.quality import METRICS, classifier_path, fresh_path, reference_stats_path
 from fmcore.metrics.fid import (
     FeatureNetwork,

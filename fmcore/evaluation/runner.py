@@ -34,7 +34,8 @@ from fmcore.config import resolve_job
 from fmcore.data import dataset_hash, load_split
 from fmcore.evaluation.context import EvalContext, PartFailure, PartResult, resolve_device
 from fmcore.evaluation.during_training import run_during_training
-from fmcore.evaluation.io import atomic_savez, atomic_write_json, load_npz
+from fmcore.evaluation.io import load_npz
+from fmcore.io import atomic_savez, atomic_write_json
 from fmcore.evaluation.model import load_eval_model
 from fmcore.evaluation.paths_data import run_snapshots, run_trajectories
 from fmcore.evaluation.quality import build_quality

@@ -130,7 +130,7 @@ def stats_filename(name: str, mode: str = "clean", model_name: str = "inception_
 
 def save_stats(path: str | Path, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fit (mu, sigma) to ``features`` [N, D] and save them atomically as npz (``mu``, ``sigma``)."""
-    from fmcore.evaluation.io import atomic_savez
+    from fmcore.io import atomic_savez
 
     mu, sigma = gaussian_stats(features)
     atomic_savez(path, mu=mu, sigma=sigma)

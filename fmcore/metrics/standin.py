@@ -114,7 +114,7 @@ def save_classifier(path: str | Path, model: DigitsCNN, test_accuracy: float, st
     """Atomically save a plain-container checkpoint (loadable with ``weights_only=True``)."""
     import io
 
-    from fmcore.evaluation.io import atomic_write_bytes
+    from fmcore.io import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save(

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
 from fmcore.report.artifacts import FigureData
-from fmcore.report.io import atomic_write
+from fmcore.io import atomic_write
 
 __all__ = ["FIGURES", "METHOD_LABELS", "draw_figures", "save_figure"]
 

@@ -21,7 +21,6 @@ Typical use (training and evaluation alike)::
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from fmcore.io import atomic_savez, atomic_write_text
 from fmcore.tracking.base import flatten_params, mask_secrets, tracking_uri
 from fmcore.tracking.store import BATCH, Store
 
@@ -109,13 +109,7 @@ class Tracker:
             self._tmpdir = self._tmpdir or tempfile.TemporaryDirectory(prefix="fmcore-mlflow-")
             folder = Path(self._tmpdir.name)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / name
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path = atomic_savez(folder / name, **arrays)
         self.log_artifact(path)
         return path
 
@@ -259,14 +253,7 @@ class Tracker:
             with self._lock:
                 records = [{"op": "state", "uri": self.uri, "run_id": self.run_id}, *self._pending,
                            *self._incoming]
-            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.spool_path.parent, prefix=f".{self.spool_path.name}.",
-                                       suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(r) + "\n" for r in records)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.spool_path)
+            atomic_write_text(self.spool_path, "".join(json.dumps(r) + "\n" for r in records))
 
     def _load_spool(self) -> None:
         lines = self.spool_path.read_text(encoding="utf-8").splitlines()

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fmcore.io import atomic_write, fsync_dir
 
 __all__ = ["FORMAT", "CheckpointError", "link_or_copy", "load_checkpoint", "remove_stale_temp",
            "save_checkpoint"]
@@ -38,35 +39,9 @@ class CheckpointError(ValueError):
     """A checkpoint is unreadable, unsafe, or does not match what the caller expects."""
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> Path:
     """Atomically write ``payload`` to ``path`` (temp file in the same dir, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(payload), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write(path, lambda f: torch.save(dict(payload), f))
 
 
 def remove_stale_temp(folder: str | Path) -> list[Path]:
@@ -92,7 +67,7 @@ def link_or_copy(src: str | Path, dst: str | Path) -> Path:
     except OSError:
         return save_checkpoint(torch.load(src, map_location="cpu", weights_only=True), dst)
     os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
     return dst
 
 
