@@ -53,6 +53,14 @@ def validate_params(params: Any, source: str = "<params>") -> dict:
         expected = f"{job['dataset']}-{job['method']}"
         if key != expected:
             raise ParamsError(f"{source}: jobs.{key}: key must be '<dataset>-<method>' = {expected!r}")
+    for dataset, evaluate in params["evaluate"].items():
+        every = (evaluate.get("during_training") or {}).get("every")
+        period = params["train"].get(dataset, {}).get("checkpoint_every")
+        if every and period and every % period:
+            raise ParamsError(
+                f"{source}: evaluate.{dataset}.during_training.every={every}: expected a multiple of "
+                f"train.{dataset}.checkpoint_every={period} (only saved checkpoints can be evaluated)"
+            )
     return params
 
 
