@@ -5,7 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import make_cifar_tarball, md5
+from miniatures import make_cifar_tarball, md5
 
 from fmcore.data import DataError, load_labels, load_split, prepare
 from fmcore.data.cifar10 import CIFAR10_MD5, RestrictedUnpickler
@@ -83,7 +83,7 @@ def test_restricted_unpickler_refuses_code(tmp_path, capsys):
 
 @pytest.mark.parametrize("legacy", [True, False])
 def test_both_numpy_module_names_load(legacy):
-    from conftest import cifar_batch_pickle
+    from miniatures import cifar_batch_pickle
 
     from fmcore.data.cifar10 import load_batch_bytes
 

@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_imagenet_npz, make_jpeg_folder
+from miniatures import make_imagenet_npz, make_jpeg_folder
 from PIL import Image
 
 from fmcore.data import DataError, load_labels, load_split, prepare
