@@ -125,7 +125,9 @@ def log_prob(v: Field, x1: Tensor, exact: bool = True, atol: float = 1e-5, rtol:
     t = torch.tensor([t1, 0.0], dtype=x1.dtype, device=x1.device)
     l1 = torch.zeros(x1.shape[0], dtype=x1.dtype, device=x1.device)
     with torch.no_grad():
-        xs, ls = odeint(augmented, (x1, l1), t, method="dopri5", atol=atol, rtol=rtol)
+        # step_t: land exactly on t = 0 instead of evaluating v past the source end and interpolating.
+        xs, ls = odeint(augmented, (x1, l1), t, method="dopri5", atol=atol, rtol=rtol,
+                        options={"step_t": t[-1:]})
     return gaussian_log_density(xs[-1], prior_std) + ls[-1], nfe
 
 

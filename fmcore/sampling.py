@@ -81,6 +81,11 @@ def sample(v: Field, x0: Tensor, method: str = "dopri5", atol: float = 1e-5, rto
             float(t[0]), float(t[-1]), n + 1, dtype=t.dtype, device=t.device)
     elif steps is not None:
         raise ValueError(f"steps={steps!r} is only for fixed-step methods {list(FIXED_STEP_METHODS)}")
+    else:
+        # torchdiffeq's adaptive steps may overshoot the last output time and interpolate back;
+        # a diffusion path's field is undefined past t_max (sigma_t of VP is sqrt(<0) there), so
+        # the last step must land exactly on it.
+        options["step_t"] = grid[-1:]
     field = CountedField(v)
     with torch.no_grad():
         traj = odeint(field, x0, grid, method=method, atol=atol, rtol=rtol, options=options)

@@ -123,3 +123,19 @@ def test_diffusion_paths_closed_form_through_conversions(kind, prediction):
     traj, nfe2 = sample_path(v, path, noise[:8], t_grid=torch.linspace(0, path.t_max, 3))
     assert traj.shape == (3, 8, 2) and torch.allclose(traj[0], noise[:8] * path.prior_std)
     assert nfe > 0 and nfe2 > 0
+
+
+def test_dopri5_never_evaluates_past_the_end_time():
+    """A diffusion path's field is undefined past t_max (VP: sigma_t = sqrt(<0)): torchdiffeq's
+    adaptive steps used to overshoot the end and interpolate back, so DDPM/ScoreFlow sampling died
+    with 'underflow in dt'. The last step must land on the end time exactly."""
+    t_end = 0.999
+    seen: list[float] = []
+
+    def v(t, x):
+        seen.append(float(t))
+        return torch.where(t <= t_end, -x * 7.3, torch.full_like(x, float("nan")))
+
+    x1, nfe = sample(v, torch.ones(4, 2, dtype=torch.float64), t_grid=torch.tensor([0.0, t_end], dtype=torch.float64))
+    assert torch.isfinite(x1).all() and max(seen) <= t_end and nfe == len(seen)
+    assert torch.allclose(x1[-1], torch.full((4, 2), math.exp(-7.3 * t_end), dtype=torch.float64), rtol=1e-4)
