@@ -1,7 +1,7 @@
 # fmrepro: Flow Matching (Lipman et al., 2023) end to end. Wiring only; the rules are in
 # workflow/rules/, the parameters in params/<experiment>.yaml (docs/workflow.md).
 #   .venv/bin/snakemake                                  # CPU default (params/smoke.yaml)
-#   .venv/bin/snakemake --configfile params/paper.yaml --workflow-profile slurm
+#   .venv/bin/snakemake --profile slurm --configfile params/paper.yaml  # SLURM (./slurm -> profiles/slurm)
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -12,7 +12,7 @@ import re
 import subprocess
 
 import pytest
-from workflow_util import SMOKE_PARAMS, load_yaml, snakemake, write_yaml
+from workflow_util import ROOT, SMOKE_PARAMS, load_yaml, snakemake, write_yaml
 
 pytestmark = [
     pytest.mark.slurm,
@@ -41,9 +41,10 @@ def test_first_smoke_jobs_run_through_sbatch(tmp_path):
     params = write_yaml(tmp_path / "params.yaml", _small_params())
     run_dir = "results/slurmtest/checkerboard/fm_ot"
     targets = ["data/prepared/digits", "data/prepared/checkerboard", f"{run_dir}/train.json"]
+    (tmp_path / "slurm").symlink_to(ROOT / "slurm")  # as in the repository root
     out = snakemake(
         *targets,
-        "--workflow-profile", "slurm",
+        "--profile", "slurm",  # README's literal cluster command
         "--slurm-status-command", "squeue",  # no accounting storage on the test cluster
         "--slurm-init-seconds-before-status-checks", "2",
         "--seconds-between-status-checks", "2",
@@ -53,7 +54,7 @@ def test_first_smoke_jobs_run_through_sbatch(tmp_path):
     )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
-    assert "Using workflow specific profile" in text and "profiles/slurm" in text
+    assert "Using profiles slurm" in text
 
     for dataset in ("digits", "checkerboard"):
         manifest = json.loads((tmp_path / f"data/prepared/{dataset}/manifest.json").read_text())
@@ -70,5 +71,5 @@ def test_first_smoke_jobs_run_through_sbatch(tmp_path):
     assert (tmp_path / "logs/slurmtest/train/checkerboard/fm_ot.log").stat().st_size > 0
 
     # a second run with nothing changed submits nothing
-    again = snakemake(*targets, "--workflow-profile", "slurm", "--configfile", str(params), cwd=tmp_path)
+    again = snakemake(*targets, "--profile", "slurm", "--configfile", str(params), cwd=tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
