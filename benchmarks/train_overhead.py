@@ -41,7 +41,8 @@ def bare_loop(model: torch.nn.Module, objective, data, job: dict, steps: int) ->
     tcfg = job["train"]
     adam = tcfg.get("adam", {})
     opt = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], betas=tuple(adam.get("betas", (0.9, 0.999))),
-                           eps=adam.get("eps", 1e-8), weight_decay=adam.get("weight_decay", 0.0))
+                           eps=adam.get("eps", 1e-8), weight_decay=adam.get("weight_decay", 0.0),
+                           fused=True)  # as the trainer
     g = torch.Generator().manual_seed(0)
     batch = tcfg["batch_size"]
     perm = torch.randperm(len(data), generator=g)

@@ -58,7 +58,16 @@ BAD = [
      "jobs.digits-fm_vp"),
     ("unsaved checkpoints", lambda p: p["evaluate"]["digits"]["during_training"].update(every=250),
      "evaluate.digits.during_training.every=250"),
+    ("part tolerance", lambda p: p["evaluate"]["digits"]["trajectories"].update(atol=0), "trajectories.atol"),
 ]
+
+
+def test_figure_parts_are_optional_and_take_their_own_tolerances():
+    params = copy.deepcopy(SMOKE)
+    for part in ("during_training", "trajectories", "snapshots"):
+        params["evaluate"]["checkerboard"].pop(part, None)
+    params["evaluate"]["digits"]["trajectories"].update(atol=1e-2, rtol=1e-2)
+    validate_params(params, source="params/x.yaml")
 
 
 @pytest.mark.parametrize("name,edit,where", BAD, ids=[b[0] for b in BAD])

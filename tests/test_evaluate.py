@@ -212,3 +212,24 @@ def test_missing_checkpoint_and_inception_are_one_line_errors(workspace: dict, c
     assert main(["reference", "--params", str(other), "--dataset", "digits", "--force"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "inception-2015-12-05.pt" in err and "FMREPRO_INCEPTION_WEIGHTS" in err
+
+
+def test_part_tolerances_default_to_the_nfe_section() -> None:
+    from fmcore.evaluation.context import EvalContext
+
+    cfg = {"nfe": {"atol": 1e-5, "rtol": 2e-5}, "trajectories": {"n": 4, "points": 3, "atol": 1e-3},
+           "snapshots": {"n": 4, "t": [0.0, 1.0], "atol": 1e-2, "rtol": 3e-2}}
+    ctx = EvalContext(job={"evaluate": cfg}, model=None, quality=None, test=None, eval_dir=Path("."))
+    assert ctx.tolerances("trajectories") == {"atol": 1e-3, "rtol": 2e-5}
+    assert ctx.tolerances("snapshots") == {"atol": 1e-2, "rtol": 3e-2}
+    assert ctx.tolerances("during_training") == {"atol": 1e-5, "rtol": 2e-5}  # section absent
+
+
+def test_unconfigured_figure_parts_are_skipped_not_failed(workspace: dict) -> None:
+    params = load_params(workspace["params"])
+    del params["evaluate"]["checkerboard"]["snapshots"]
+    logged: list[str] = []
+    out = evaluate_job(params, "checkerboard", "fm_ot", log=logged.append)
+    assert "snapshots" not in out["parts"] and out["failed"] == {}
+    assert not any("snapshots" in line for line in logged)
+    assert {"nll", "quality", "sweep", "during_training", "trajectories"} <= set(out["parts"])

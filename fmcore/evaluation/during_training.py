@@ -4,8 +4,10 @@ Checkpoints ``<run_dir>/checkpoints/step_<N>.pt`` with N a multiple of
 ``during_training.every`` and N <= the final checkpoint's step are evaluated with their EMA
 weights: the quality metric of
 ``during_training.n_samples`` dopri5 samples and the NLL of ``during_training.nll_n`` test
-points (bits/dim for images, nats for 2D; exact or Hutchinson as in the ``nll`` section
-unless ``during_training.nll_exact`` overrides it). One cached result per checkpoint.
+points (none for ``nll_n: 0``: then only the quality curve) (bits/dim for images, nats for 2D; exact or Hutchinson as in the ``nll`` section
+unless ``during_training.nll_exact`` overrides it). Solver tolerances: ``during_training.atol/rtol``
+where given (for both), else the ``nfe`` section for sampling and the ``nll`` section for the
+NLL. One cached result per checkpoint.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
     nll_cfg = dict(ctx.cfg["nll"])
     if "nll_exact" in cfg:
         nll_cfg["exact"] = bool(cfg["nll_exact"])
+    tol = ctx.tolerances("during_training")
+    if "atol" in cfg or "rtol" in cfg:
+        nll_cfg.update(tol)
     nll_key = "nll_bpd" if ctx.is_image else "nll_nats"
     partial = ctx.eval_dir / "partial"
 
@@ -59,9 +64,10 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
         fp = {**fingerprint, "checkpoint": model.checkpoint_sha256}
         q, _ = quality_metrics(ctx, model, ctx.quality, int(cfg["n_samples"]),
                                int(ctx.cfg["quality"]["batch_size"]), partial / f"dt_quality_{step}", fp,
-                               stream="during_training")  # fmt: skip
-        nll, _ = nll_metrics(ctx, model, {**nll_cfg, "batch_size": int(cfg["nll_n"])}, int(cfg["nll_n"]),
-                             partial / f"dt_nll_{step}", fp)  # fmt: skip
+                               stream="during_training", tol=tol)  # fmt: skip
+        nll_n, nll = int(cfg["nll_n"]), {nll_key: float("nan")}
+        if nll_n > 0:
+            nll, _ = nll_metrics(ctx, model, {**nll_cfg, "batch_size": nll_n}, nll_n, partial / f"dt_nll_{step}", fp)
         return {"step": np.array([step]), "quality": np.array([q["quality"]]),
                 "nll": np.array([nll[nll_key]]), "nfe": np.array([q["nfe"]])}  # fmt: skip
 
@@ -70,6 +76,7 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
     out = PartResult(arrays={k: res[k] for k in ("step", "quality", "nll", "nfe")},
                      info={"checkpoints": [p.name for _, p in ckpts], "nll_unit": nll_key})  # fmt: skip
     for i, step in enumerate(res["step"].tolist()):
-        out.history += [("during_training/quality", int(step), float(res["quality"][i])),
-                        ("during_training/nll", int(step), float(res["nll"][i]))]  # fmt: skip
+        out.history.append(("during_training/quality", int(step), float(res["quality"][i])))
+        if np.isfinite(res["nll"][i]):
+            out.history.append(("during_training/nll", int(step), float(res["nll"][i])))
     return out

@@ -1,6 +1,7 @@
 """Sample paths: trajectories with a straightness measure (Fig. 6) and snapshots (Fig. 4).
 
-Both integrate the final EMA field with dopri5 (``evaluate.<ds>.nfe`` tolerances) from
+Both integrate the final EMA field with dopri5 (the section's ``atol/rtol`` where given, else
+``evaluate.<ds>.nfe``'s) from
 noise drawn with the dataset's evaluation seed and a fixed stream name, so every method of
 a dataset starts from the *same* x_0 (scaled by the path's prior std: sigma_max for VE).
 Times are clipped to ``path.t_max`` (1 - eps for diffusion paths); the npz records the
@@ -51,7 +52,7 @@ def _grid(ctx: EvalContext, times: list[float]) -> torch.Tensor:
 
 
 def _solve(ctx: EvalContext, n: int, t: torch.Tensor, stream: str) -> torch.Tensor:
-    tol = ctx.cfg["nfe"]
+    tol = ctx.tolerances(stream)  # the section is named like the stream
     noise = standard_noise(n, ctx.sample_shape, ctx.seed, stream, device=ctx.model.device)
     traj, _ = guard_solver(f"{stream} {ctx.job['dataset']}/{ctx.job['method']}", sample_path,
                            ctx.model.v, ctx.model.path, noise, method="dopri5", t_grid=t,

@@ -2,6 +2,8 @@
 
 Parts (``--only`` names): ``nll``, ``quality`` (``nfe`` is computed with it: the dopri5
 NFE of the quality samples), ``sweep``, ``during_training``, ``trajectories``, ``snapshots``.
+The last three (figure data) are optional: a dataset whose ``evaluate`` section has no such
+key skips the part (e.g. ``snapshots`` feed only the 2D Fig. 4).
 Each finished part is cached as ``<eval_dir>/<part>.json`` (metrics, history, info and a
 fingerprint of everything it depends on: checkpoint sha256, its params sections, seed,
 reference files) plus ``<eval_dir>/<part>.npz``; a rerun reuses a part whose fingerprint
@@ -54,6 +56,7 @@ _DEPENDS = {  # params sections of evaluate.<ds> each part depends on
     "trajectories": ("trajectories", "nfe"), "snapshots": ("snapshots", "nfe"),
 }  # fmt: skip
 _USES_QUALITY = ("quality", "sweep", "during_training")
+OPTIONAL = ("during_training", "trajectories", "snapshots")  # run only where configured
 
 
 def parse_only(text: str | None) -> list[str]:
@@ -175,7 +178,7 @@ def evaluate_job(
             "data_hash": dataset_hash(job["paths"]["data_dir"]),
             "reference": (ref_info or {}).get("fingerprint")}  # fmt: skip
     fps = {p: {**base, "part": p, "sections": {s: cfg.get(s) for s in _DEPENDS[p]}} for p in PARTS}
-    wanted = only or list(PARTS)
+    wanted = [p for p in only or PARTS if p not in OPTIONAL or p in cfg]
     results: dict[str, PartResult] = {}
     failed: dict[str, str] = {}
     for part in PARTS:

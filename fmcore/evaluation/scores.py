@@ -87,11 +87,12 @@ def nll_metrics(
 
 def quality_metrics(
     ctx: EvalContext, model: EvalModel, quality: QualityMetric, n_samples: int, batch_size: int,
-    cache_dir: Path, fingerprint: dict, stream: str = "quality",
+    cache_dir: Path, fingerprint: dict, stream: str = "quality", tol: dict | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Quality metric of ``n_samples`` dopri5 samples and their mean NFE per batch.
 
-    Tolerances from ``evaluate.<ds>.nfe`` (atol = rtol = 1e-5 in the paper).
+    Tolerances ``tol`` (``{"atol", "rtol"}``), by default ``evaluate.<ds>.nfe`` (atol = rtol =
+    1e-5 in the paper).
 
     Returns:
         ``(metrics, arrays)``: metrics ``quality``, the metric's own name (e.g. ``fd_digits``)
@@ -99,7 +100,7 @@ def quality_metrics(
     """
     n_samples = _positive(ctx, "quality.n_samples", n_samples)
     bs = _positive(ctx, "quality.batch_size", batch_size)
-    tol = ctx.cfg["nfe"]
+    tol = tol or ctx.cfg["nfe"]
     cache = BatchCache(cache_dir, fingerprint)
 
     def batch(i: int) -> dict[str, np.ndarray]:

@@ -42,12 +42,12 @@ TINY_DIGITS: dict[str, Any] = {
     "image_size": 8,
     "model_channels": 16,
     "num_res_blocks": 1,
-    "channel_mult": [1, 2],
+    "channel_mult": [1, 1],
     "num_heads": 2,
     "num_head_channels": -1,
-    "attention_resolutions": [4],
+    "attention_resolutions": [],
     "dropout": 0.0,
     "norm_groups": 8,
 }
 
-TINY_CHECKERBOARD: dict[str, Any] = {"arch": "mlp", "hidden_dim": 256, "num_layers": 4, "time_embed_dim": 64}
+TINY_CHECKERBOARD: dict[str, Any] = {"arch": "mlp", "hidden_dim": 128, "num_layers": 4, "time_embed_dim": 64}

@@ -106,6 +106,9 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
                 if d == dataset and hist is not None and not hist.empty:
                     ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=_color(method),
                             label=_label(method))
+            if not ax.lines:
+                ax.text(0.5, 0.5, f"no {kind} during training\n(evaluate.{dataset}.during_training)",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
             metric = data.quality_metric.get(dataset, "quality")
             if kind == "quality":
                 ylabel = metric + ("" if metric == "fid" else " (stand-in, not FID)")
@@ -117,7 +120,8 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
             ax.grid(alpha=0.3)
             if i == 0:
                 ax.set_title(dataset)
-                ax.legend(fontsize=7)
+                if ax.lines:
+                    ax.legend(fontsize=7)
     fig.suptitle("Fig. 5: sample quality during training")
     return fig
 
