@@ -165,3 +165,16 @@ def test_two_jobs_share_one_sqlite_store(tmp_path):
     assert sorted(r.info.run_name for r in runs) == ["job0", "job1"]
     for r in runs:
         assert len(client.get_metric_history(r.info.run_id, "loss")) == 200
+
+
+def test_fmcore_processes_opt_out_of_mlflow_telemetry():
+    """No network calls but to the user's own store: MLflow's usage telemetry is off."""
+    import os
+
+    code = ("import fmcore.tracking, mlflow.telemetry.utils as u, os; "
+            "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], u.is_telemetry_disabled())")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "CI")
+           and not k.startswith("PYTEST")}  # MLflow also skips telemetry under CI / pytest
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["true", "True"]
