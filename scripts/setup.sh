@@ -9,9 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-# --no-compile: no byte-compiling of all ~2 GB at install; Python compiles (and caches) only
-# the modules a job imports, the first time it imports them.
-.venv/bin/python -m pip install --quiet --no-compile -r requirements/cpu.txt 2> >(grep -v "^WARNING: Location" >&2)
+.venv/bin/python -m pip install --quiet -r requirements/cpu.txt 2> >(grep -v "^WARNING: Location" >&2)
 # clean-fid hard-requires torchvision, and PyPI has no CPU torchvision that loads next to
 # the CPU torch wheel ("operator torchvision::nms does not exist"). fmcore uses only the
 # parts of clean-fid that need no torchvision (clean resizing, the TorchScript Inception),
