@@ -16,4 +16,8 @@ fi
 # so install it without dependencies here; clusters install requirements/gpu.txt instead.
 .venv/bin/python -m pip install --quiet --no-deps clean-fid==0.1.35 2> >(grep -v "^WARNING: Location" >&2)
 .venv/bin/python -m pip install --quiet --no-deps -e . 2> >(grep -v "^WARNING: Location" >&2)
+# Byte-compile fmcore once: where PYTHONDONTWRITEBYTECODE is set (as on this project's CI
+# machines), every job would otherwise recompile it from source. pip already compiled the
+# installed packages (installing with --no-compile made each job ~2x slower there).
+.venv/bin/python -m compileall -q fmcore
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
