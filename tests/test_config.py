@@ -22,11 +22,11 @@ def test_both_experiments_validate_and_list_their_grids():
 
 def test_resolve_job_merges_job_overrides_over_dataset_and_method_sections():
     job = resolve_job(SMOKE, "checkerboard", "ot_cfm")
-    assert job["train"]["batch_size"] == 256  # jobs.checkerboard-ot_cfm.train override
+    assert job["train"]["batch_size"] == 128  # jobs.checkerboard-ot_cfm.train override
     assert job["train"]["lr"] == SMOKE["train"]["checkerboard"]["lr"]
     assert job["path"] == SMOKE["methods"]["ot_cfm"]
     assert job["paths"] == {"data_dir": "data/prepared/checkerboard", "run_dir": "results/smoke/checkerboard/ot_cfm"}
-    assert SMOKE["train"]["checkerboard"]["batch_size"] == 512  # the params themselves are not mutated
+    assert SMOKE["train"]["checkerboard"]["batch_size"] == 256  # the params themselves are not mutated
     with pytest.raises(ParamsError, match="no job 'digits-nope'"):
         resolve_job(SMOKE, "digits", "nope")
 

@@ -260,7 +260,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
 
 
 def test_paper_readme_shows_the_paper_table() -> None:
-    text = (REPO / "reports" / "paper" / "README.md").read_text()
+    text = (REPO / "reports" / "README.md").read_text()
     assert paper_markdown() in text
     assert "--configfile params/paper.yaml" in text
 
