@@ -80,7 +80,8 @@ def fig4_paths_2d(data: FigureData) -> Figure:
                 continue
             x = snap["x"][j]
             r = _panel_lim(x, lim)  # wider only where the panel's samples are (e.g. VE noise)
-            hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=80, range=[[-r, r], [-r, r]])
+            bins = int(np.clip(1.5 * np.sqrt(len(x)), 24, 80))  # ~3+ samples per occupied bin
+            hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=bins, range=[[-r, r], [-r, r]])
             ax.imshow(hist.T, origin="lower", extent=(-r, r, -r, r), cmap="viridis",
                       interpolation="nearest", aspect="equal")
             if i == 0:
