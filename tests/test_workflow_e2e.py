@@ -1,7 +1,7 @@
 """README's main command end to end: the CPU default through Snakemake, checked against MLflow.
 
 Runs the real smoke experiment (14 trainings) in a temporary working directory with the
-repository's Snakefile and default profile (2 cores); ~10 minutes on an idle 2-core machine.
+repository's Snakefile and default profile (2 cores); ~7 minutes on an idle 2-core machine.
 FMREPRO_E2E_PARAMS=tiny runs the same grid shrunk to seconds per job (busy machines).
 """
 
