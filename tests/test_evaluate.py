@@ -223,6 +223,8 @@ def test_part_tolerances_default_to_the_nfe_section() -> None:
     assert ctx.tolerances("trajectories") == {"atol": 1e-3, "rtol": 2e-5}
     assert ctx.tolerances("snapshots") == {"atol": 1e-2, "rtol": 3e-2}
     assert ctx.tolerances("during_training") == {"atol": 1e-5, "rtol": 2e-5}  # section absent
+    cfg["nll"] = {"atol": 1e-6, "rtol": 3e-6}
+    assert ctx.tolerances("trajectories", fallback="nll") == {"atol": 1e-3, "rtol": 3e-6}
 
 
 def test_unconfigured_figure_parts_are_skipped_not_failed(workspace: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -38,9 +39,21 @@ def test_other_method_or_model_config_is_refused(tmp_path):
 def test_corrupted_file_is_refused(tmp_path, damage):
     path = save_checkpoint(_payload(), tmp_path / "last.pt")
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": os.urandom(256), "empty": b""}[damage])
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x80\x02garbage" * 32, "empty": b""}[damage])
     with pytest.raises(CheckpointError, match="last.pt: corrupted or truncated checkpoint"):
         load_checkpoint(path)
+
+
+def test_random_bytes_are_always_refused_with_a_checkpoint_error(tmp_path):
+    """Damaged bytes make the weights-only unpickler raise whatever its opcode handler hits
+    (EOFError, IndexError, KeyError, UnpicklingError...); every one must become a CheckpointError."""
+    rng = random.Random(0)
+    path = tmp_path / "last.pt"
+    for trial in range(2000):
+        path.write_bytes(rng.randbytes(rng.randint(1, 512)))
+        with pytest.raises(CheckpointError, match=r"last.pt: (corrupted or truncated|refused)") as info:
+            load_checkpoint(path)
+        assert "\n" not in str(info.value), f"trial {trial}: multi-line message {info.value!r}"
 
 
 class Evil:

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from fmcore.data.errors import DataError
 from fmcore.data.manifest import read_manifest, verify
+from fmcore.io import read_npy
 
 __all__ = ["PreparedDataset", "load_labels", "load_split", "to_uint8"]
 
@@ -113,11 +114,11 @@ def load_split(
     manifest = verify(data_dir) if check else read_manifest(data_dir)
     path = data_dir / f"{split}.npy"
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        array = read_npy(path, mmap_mode="r")
     except FileNotFoundError:
         raise DataError(f"{path}: missing; expected the {split} split of a prepared dataset") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        raise DataError(f"{exc}; expected the {split} split of a prepared dataset") from None
     expected = manifest.get("shapes", {}).get(split)
     if list(array.shape) != expected or str(array.dtype) != manifest.get("dtype"):
         raise DataError(
@@ -132,6 +133,8 @@ def load_labels(data_dir: str | Path, split: str) -> np.ndarray:
     _check_split(split)
     path = Path(data_dir) / f"{split}_labels.npy"
     try:
-        return np.load(path, allow_pickle=False)
+        return read_npy(path)
     except FileNotFoundError:
         raise DataError(f"{path}: missing; this dataset has no labels") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{exc}; expected the {split} labels") from None

@@ -109,11 +109,11 @@ class EvalContext:
         """``evaluate.<dataset>.seed``."""
         return int(self.cfg.get("seed", 0))
 
-    def tolerances(self, section: str) -> dict[str, float]:
+    def tolerances(self, section: str, fallback: str = "nfe") -> dict[str, float]:
         """dopri5 ``atol``/``rtol`` of a figure part: ``evaluate.<ds>.<section>.atol/rtol``
-        where given, else the ``nfe`` section's (Table 1's NFE tolerance)."""
-        own, nfe = self.cfg.get(section) or {}, self.cfg["nfe"]
-        return {k: float(own.get(k, nfe[k])) for k in ("atol", "rtol")}
+        where given, else the ``fallback`` section's (by default Table 1's NFE tolerance)."""
+        own, base = self.cfg.get(section) or {}, self.cfg[fallback]
+        return {k: float(own.get(k, base[k])) for k in ("atol", "rtol")}
 
     @property
     def is_image(self) -> bool:

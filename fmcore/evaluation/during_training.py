@@ -2,12 +2,12 @@
 
 Checkpoints ``<run_dir>/checkpoints/step_<N>.pt`` with N a multiple of
 ``during_training.every`` and N <= the final checkpoint's step are evaluated with their EMA
-weights: the quality metric of
-``during_training.n_samples`` dopri5 samples and the NLL of ``during_training.nll_n`` test
-points (none for ``nll_n: 0``: then only the quality curve) (bits/dim for images, nats for 2D; exact or Hutchinson as in the ``nll`` section
-unless ``during_training.nll_exact`` overrides it). Solver tolerances: ``during_training.atol/rtol``
-where given (for both), else the ``nfe`` section for sampling and the ``nll`` section for the
-NLL. One cached result per checkpoint.
+weights: the quality metric of ``during_training.n_samples`` dopri5 samples and the NLL of
+``during_training.nll_n`` test points (bits/dim for images, nats for 2D; exact or Hutchinson
+as in the ``nll`` section unless ``during_training.nll_exact`` overrides it; ``nll_n: 0``
+draws only the quality curve). Solver tolerances: ``during_training.atol/rtol`` where given
+(a missing one comes from the ``nfe`` section for sampling and from the ``nll`` section for
+the NLL), else ``nfe``'s and ``nll``'s. One cached result per checkpoint.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
     nll_cfg = dict(ctx.cfg["nll"])
     if "nll_exact" in cfg:
         nll_cfg["exact"] = bool(cfg["nll_exact"])
-    tol = ctx.tolerances("during_training")
+    tol = ctx.tolerances("during_training")  # sampling: falls back to the nfe section
     if "atol" in cfg or "rtol" in cfg:
-        nll_cfg.update(tol)
+        nll_cfg.update(ctx.tolerances("during_training", fallback="nll"))
     nll_key = "nll_bpd" if ctx.is_image else "nll_nats"
     partial = ctx.eval_dir / "partial"
 

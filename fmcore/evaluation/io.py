@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fmcore.io import atomic_savez, atomic_write_json
+from fmcore.io import atomic_savez, atomic_write_json, read_npz
 
 __all__ = ["BatchCache", "load_npz"]
 
@@ -29,10 +29,9 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         ValueError: the file is missing or unreadable (one line, naming the file).
     """
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read npz ({type(exc).__name__}: {exc})") from None
+        return read_npz(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: cannot read npz (no such file)") from None
 
 
 class BatchCache:

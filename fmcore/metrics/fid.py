@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from cleanfid.resize import build_resizer
 
+from fmcore.io import read_npz
 from fmcore.metrics.frechet import frechet_distance, gaussian_stats
 
 __all__ = [
@@ -148,10 +149,10 @@ def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"{path}: reference statistics missing; run `python -m fmcore.evaluate reference` first"
         )
-    with np.load(path, allow_pickle=False) as f:
-        if "mu" not in f.files or "sigma" not in f.files:
-            raise ValueError(f"{path}: expected keys mu, sigma; found {', '.join(f.files)}")
-        return f["mu"], f["sigma"]
+    stats = read_npz(path)
+    if "mu" not in stats or "sigma" not in stats:
+        raise ValueError(f"{path}: expected keys mu, sigma; found {', '.join(stats) or 'none'}")
+    return stats["mu"], stats["sigma"]
 
 
 def fid_from_features(features: np.ndarray, reference: str | Path) -> float:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
+from fmcore.io import read_npz
 from fmcore.report.collect import metric_history
 
 __all__ = ["FigureData", "gather_figure_data", "load_npz_artifact"]
@@ -63,8 +64,7 @@ def load_npz_artifact(client: MlflowClient, run_id: str, name: str, workdir: Pat
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in logs
     local = client.download_artifacts(run_id, name, dst_path=str(workdir / run_id))
     try:
-        with np.load(local, allow_pickle=False) as npz:
-            arrays = {k: np.asarray(npz[k]) for k in npz.files}
+        arrays = read_npz(local)
     except (OSError, ValueError) as exc:
         notes.append(f"run {run_id}: {name} is not a readable npz ({exc})")
         return None

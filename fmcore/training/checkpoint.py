@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,7 +100,10 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None,
         if "GLOBAL" in why:
             raise CheckpointError(f"{path}: refused, not a plain-tensor checkpoint (weights_only): {why}") from None
         raise CheckpointError(f"{path}: corrupted or truncated checkpoint (weights_only loader: {why})") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file") from None
+    except Exception as exc:  # noqa: BLE001 - the weights-only unpickler fails on damaged bytes
+        # with whatever its opcode handler raises (EOFError, IndexError, KeyError, zip errors...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: corrupted or truncated checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
