@@ -97,7 +97,7 @@ def train_loop(
     params = list(model.parameters())  # walked once: module traversal costs ms per step
     ema = EMA(model, float(tcfg["ema_decay"]))
     # fused: one kernel for all parameters (CPU and CUDA); the default per-parameter loop
-    # cost ~15 of ~120 ms per step of the digits U-Net on one CPU core (benchmarks/train_overhead.py)
+    # cost ~15 of ~120 ms per step of the digits U-Net on one CPU core (a one-off timing of opt.step)
     opt = torch.optim.Adam(params, lr=lr, betas=tuple(adam.get("betas", (0.9, 0.999))),
                            eps=float(adam.get("eps", 1e-8)), weight_decay=float(adam.get("weight_decay", 0.0)),
                            fused=device.type in ("cpu", "cuda"))  # fmt: skip
