@@ -1,12 +1,16 @@
-"""``python -m fmcore.train --params P --dataset D --method M [--steps N] [--out DIR]``.
+"""``python -m fmcore.train --params P --dataset D --method M [--steps N] [--out DIR] [--attempt-log-dir DIR]``.
 
 Trains one (dataset, method) job of an experiment into its run directory
 (``results/<experiment>/<dataset>/<method>/``, or ``--out``): ``checkpoint.pt`` (final, with
-EMA), ``last.pt`` (resume state), ``checkpoints/step_<N>.pt`` and ``train.json``. If
-``last.pt`` exists the job resumes from it, continuing the same MLflow run. SIGTERM or
-SIGUSR1 (what SLURM sends before preemption or the time limit) make it save ``last.pt`` at
-the next step boundary and exit with code 75, so a Snakemake retry or a SLURM requeue
-resumes. Launch with ``torchrun`` or ``srun`` for DDP (see docs/training.md).
+EMA), ``last.pt`` (resume state), ``checkpoints/step_<N>.pt`` (Fig. 5's weights) and
+``train.json``. If ``last.pt`` exists the job resumes from it, continuing the same MLflow
+run. One process writes a run directory at a time (``fmcore.cluster.RunLock``: a duplicate
+waits for the holder). SIGTERM (preemption, ``scontrol requeue``, a time limit without
+warning) saves ``last.pt`` at the next step boundary and exits with code 75, so a
+Snakemake retry or SLURM's own requeue resumes. SIGUSR1 (the time-limit warning the
+workflow asks SLURM for, ``--signal=USR1@<lead>``) does the same and then requeues the
+SLURM job itself (same job id; no Snakemake retry spent). Launch with ``torchrun`` or
+``srun`` for DDP (see docs/training.md).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", required=True, help="method name (a key of params 'methods')")
     p.add_argument("--steps", type=int, default=None, help="override train.steps (optimizer updates)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: from the params)")
+    p.add_argument("--attempt-log-dir", type=Path, default=None,
+                   help="keep each attempt's output here, one file per rank, and attempts.tsv")
     args = p.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps={args.steps}: expected a positive integer")
@@ -52,6 +58,8 @@ def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
     expect = {"experiment": job["experiment"], "dataset": job["dataset"], "method": job["method"],
               "model_config": job["model"], "path_config": job["path"]}
     ckpt = load_checkpoint(last, expect=expect)
+    if ckpt.get("kind", "state") != "state":
+        raise CheckpointError(f"{last}: a {ckpt['kind']!r} checkpoint, not a resume state; move it away")
     have = {k: v for k, v in ckpt["train_config"].items() if k not in HARMLESS_TRAIN_KEYS}
     want = {k: v for k, v in {**job["train"], "steps": steps}.items() if k not in HARMLESS_TRAIN_KEYS}
     if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
@@ -67,24 +75,59 @@ def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
     return ckpt
 
 
-def _run(args: argparse.Namespace) -> int:
+class _StopFlag:
+    """Set by SIGTERM / SIGUSR1; polled at every step boundary (and while waiting for a lock)."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.signal = self.signal or signal.Signals(signum).name
+
+    def is_set(self) -> bool:
+        return self.signal is not None
+
+
+def _run(args: argparse.Namespace, stop: _StopFlag) -> int:
+    from fmcore.cluster import Attempt
     from fmcore.config import load_params, resolve_job
+    from fmcore.training.distributed import read_dist_env
+
+    job = resolve_job(load_params(args.params), args.dataset, args.method)
+    run_dir = args.out or Path(job["paths"]["run_dir"])
+    denv = read_dist_env()
+    attempt = Attempt(run_dir, rank=denv.rank, attempt_dir=args.attempt_log_dir)
+    if not attempt.open(interrupted=stop.is_set):  # a signal while another writer held the directory
+        requeued = stop.signal == "SIGUSR1" and attempt.requeue_self()
+        attempt.close("requeued" if requeued else "preempted", detail=f"{stop.signal} while waiting for the lock")
+        return PREEMPTED_EXIT_CODE
+    try:
+        code, outcome, step = _train(args, job, run_dir, denv, attempt, stop)
+    except BaseException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        attempt.close("failed", detail=f"{type(exc).__name__}: {first}")
+        raise
+    attempt.close(outcome, step=step, detail=f"exit {code}" + (f", {stop.signal}" if stop.signal else ""))
+    return code
+
+
+def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv, attempt, stop: _StopFlag) -> tuple[int, str, int]:
+    """Train the job with the run directory held; returns (exit code, outcome, step)."""
     from fmcore.data import dataset_hash, load_split
     from fmcore.models import build_model
     from fmcore.objectives import build_objective
     from fmcore.paths import build_path
     from fmcore.tracking import NullTracker, git_commit, start_run
     from fmcore.training.checkpoint import remove_stale_temp
-    from fmcore.training.distributed import cleanup, init_distributed, read_dist_env
+    from fmcore.training.distributed import barrier, cleanup, init_distributed, local_device
     from fmcore.training.loop import train_loop
 
-    job = resolve_job(load_params(args.params), args.dataset, args.method)
     tcfg = job["train"]
     steps = args.steps or int(tcfg["steps"])
-    run_dir = args.out or Path(job["paths"]["run_dir"])
-    denv = read_dist_env()
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{denv.local_rank}" if cuda else "cpu")
+    device = local_device(denv)
+    cuda = device.type == "cuda"
     if int(tcfg.get("num_threads", 0)) > 0:
         torch.set_num_threads(int(tcfg["num_threads"]))
     if cuda:  # once, here, never inside the loop
@@ -112,40 +155,40 @@ def _run(args: argparse.Namespace) -> int:
     tracker = NullTracker()
     if denv.is_main:
         tags = {"fmrepro.stage": "train", "fmrepro.dataset": job["dataset"], "fmrepro.method": job["method"],
-                "fmrepro.git_commit": git_commit(), "fmrepro.data_hash": dataset_hash(job["paths"]["data_dir"]),
-                "fmrepro.world_size": denv.world_size, "fmrepro.host": socket.gethostname(),
-                "fmrepro.device": torch.cuda.get_device_name(device) if cuda else "cpu"}
+                "fmrepro.git_commit": git_commit(), "fmrepro.data_hash": dataset_hash(job["paths"]["data_dir"])}
         params = {k: v for k, v in job.items() if k != "paths"}
         params["train"] = {**tcfg, "steps": steps}
         tracker = start_run(job["experiment"], f"train/{job['dataset']}/{job['method']}", tags=tags,
                             params=params, run_id=resume.get("mlflow_run_id") if resume else None,
                             spool_path=run_dir / "mlflow_spool.jsonl")
+        # where this attempt runs (the latest attempt's values win on a resumed run)
+        tracker.set_tags({**attempt.tags(), "fmrepro.world_size": denv.world_size,
+                          "fmrepro.host": socket.gethostname(),
+                          "fmrepro.device": torch.cuda.get_device_name(device) if cuda else "cpu"})
         if resume:
             print(f"resuming {run_dir / 'last.pt'} at step {resume['step']}/{steps}", file=sys.stderr)
 
-    stop = {"signal": None}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop["signal"] = signal.Signals(signum).name
-
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, on_signal)
     try:
         result = train_loop(model=model, objective=objective, dataset=dataset, job=job, run_dir=run_dir,
                             steps=steps, device=device, denv=denv, tracker=tracker, resume=resume,
-                            should_stop=lambda: stop["signal"] is not None)
+                            should_stop=stop.is_set)
+        requeued = False
+        if result.preempted and denv.is_main:  # last.pt is on disk; now MLflow, then the queue
+            tracker.close(status="KILLED", timeout=20.0)
+            requeued = stop.signal == "SIGUSR1" and attempt.requeue_self()
+        barrier(device)  # ranks leave together: an early exit would make srun kill rank 0 mid-write
     except BaseException:
         tracker.close(status="FAILED", timeout=10.0)
         raise
     finally:
         cleanup()
     if result.preempted:
-        tracker.close(status="KILLED", timeout=20.0)
-        print(f"{stop['signal']}: saved {run_dir / 'last.pt'} at step {result.step}; exiting "
-              f"{PREEMPTED_EXIT_CODE} so the job is retried", file=sys.stderr)
-        return PREEMPTED_EXIT_CODE
+        then = "the job is requeued" if requeued else "exiting for a retry"
+        print(f"{stop.signal}: saved {run_dir / 'last.pt'} at step {result.step}; {then} "
+              f"(exit {PREEMPTED_EXIT_CODE})", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE, "requeued" if requeued else "preempted", result.step
     if not denv.is_main:
-        return 0
+        return 0, "finished", result.step
     tracker.set_tags({"fmrepro.checkpoint": str(result.checkpoint)})
     delivered = tracker.close(status="FINISHED")
     metrics = {"final_loss": result.final_loss, "steps": result.step, "samples_per_s": result.samples_per_s,
@@ -155,14 +198,15 @@ def _run(args: argparse.Namespace) -> int:
     atomic_write_json(run_dir / "train.json", metrics)
     print(f"done: {job['dataset']}/{job['method']} {result.step} steps, final loss {result.final_loss:.5f}, "
           f"{result.samples_per_s:.0f} samples/s -> {run_dir}", file=sys.stderr)
-    return 0
+    return 0, "finished", result.step
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input, 75 when preempted)."""
+    stop = _StopFlag()  # first: a time-limit warning during start-up must not kill the process
     args = _parse(argv)
     try:
-        return _run(args)
+        return _run(args, stop)
     except ValueError as exc:  # ParamsError, DataError, CheckpointError, bad config values
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -56,8 +56,12 @@ BAD = [
      "jobs.moons-fm_ot"),
     ("key/job mismatch", lambda p: p["jobs"].update({"digits-fm_vp": {"dataset": "digits", "method": "ddpm"}}),
      "jobs.digits-fm_vp"),
-    ("unsaved checkpoints", lambda p: p["evaluate"]["digits"]["during_training"].update(every=250),
-     "evaluate.digits.during_training.every=250"),
+    ("tasks without launcher", lambda p: p["resources"]["digits"].update(nodes=2), "resources.digits: 2 tasks"),
+    ("signal without srun", lambda p: p["resources"]["digits"].update(signal_lead_s=600),
+     "resources.digits.signal_lead_s=600: needs launcher: srun"),
+    ("signal past runtime", lambda p: p["resources"]["digits"].update(signal_lead_s=1800, launcher="srun"),
+     "expected less than runtime (30 min"),
+    ("gpus as a total", lambda p: p["resources"]["digits"].update(gpus=2), "'gpus' was unexpected"),
     ("part tolerance", lambda p: p["evaluate"]["digits"]["trajectories"].update(atol=0), "trajectories.atol"),
 ]
 

@@ -33,7 +33,8 @@ def test_default_dry_run_lists_the_smoke_grid():
     params = load_params(SMOKE)
     assert trained == {(j["dataset"], j["method"]) for j in params["jobs"].values()}
     train = next(j for j in jobs if j["rule"] == "train")
-    assert train["resources"]["gpu"] == "0" and train["resources"]["mpi"] == ""
+    assert train["resources"]["launch"] == "" and train["resources"]["mpi"] == ""
+    assert train["resources"]["slurm_extra"] == "--ntasks-per-node=1"  # no GPUs, no warning signal
     assert train["log"].startswith("logs/smoke/train/")
 
 
@@ -73,19 +74,22 @@ def test_paper_grid_dry_run_has_the_papers_jobs_and_resources(tmp_path):
     expected.add(("imagenet128", "fm_ot"))
     by_job = {(j["wildcards"]["dataset"], j["wildcards"]["method"]): j for j in jobs if j["rule"] == "train"}
     assert set(by_job) == expected
-    gpus = {"cifar10": (2, 1), "imagenet32": (4, 1), "imagenet64": (16, 2), "imagenet128": (32, 4)}
+    layout = {"cifar10": (1, 2), "imagenet32": (1, 4), "imagenet64": (2, 8), "imagenet128": (4, 8)}  # nodes x GPUs
     for (dataset, _), job in by_job.items():
         res, want = job["resources"], params["resources"][dataset]
-        assert (int(res["gpu"]), int(res["nodes"])) == gpus[dataset]
-        assert int(res["tasks"]) == want["gpus"] and res["tasks_per_gpu"] == "1"
+        nodes, per_node = layout[dataset]
+        assert int(res["nodes"]) == nodes and int(res["tasks"]) == nodes * per_node
+        assert res["slurm_extra"] == f"--ntasks-per-node={per_node} --gpus-per-node={per_node} --signal=USR1@900"
         assert int(res["mem_mb"]) == want["mem_mb"] and int(res["runtime"]) == want["runtime"]
         assert res["slurm_partition"] == want["partition"] == "gpu"
-        assert res["cpus_per_task"] == "8" and res["mpi"].startswith("srun")
+        assert res["cpus_per_task"] == "8" and res["launch"].startswith("srun") and res["mpi"] == ""
     for job in jobs:
         if job["rule"] in ("evaluate", "reference"):
-            assert job["resources"]["gpu"] == "1" and job["resources"]["mpi"] == "", job
+            assert job["resources"]["slurm_extra"] == "--ntasks-per-node=1 --gpus-per-node=1", job
+            assert job["resources"]["launch"] == "", job
         if job["rule"] == "prepare":
-            assert job["resources"]["gpu"] == "0" and job["resources"]["slurm_partition"] == "", job
+            assert job["resources"]["slurm_extra"] == "--ntasks-per-node=1", job
+            assert job["resources"]["slurm_partition"] == "", job
 
 
 def test_paper_params_copy_the_paper_setup():
@@ -190,7 +194,7 @@ def test_slurm_profile_resolves_by_name_and_submits_through_the_plugin():
     assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r"Using workflow specific profile (profiles/)?slurm ", out.stdout + out.stderr)
     profile = load_yaml(ROOT / "profiles" / "slurm" / "config.yaml")
-    assert profile["executor"] == "slurm" and profile["retries"] >= 1
+    assert profile["executor"] == "slurm" and profile["retries"] >= 1 and profile["keep-going"] is True
     assert profile["slurm-logdir"] == "logs/slurm" and profile["slurm-keep-successful-logs"]
 
 
@@ -209,7 +213,7 @@ def test_every_shell_placeholder_is_quoted():
     for cmd in commands:
         assert "python" not in cmd and cmd.count(" -m fmcore.") == 1, cmd
         for field in re.findall(r"\{([^{}]+)\}", cmd):
-            assert field.endswith(":q") or field == "resources.mpi", (field, cmd)
+            assert field.endswith(":q") or field == "resources.launch", (field, cmd)
 
 
 @pytest.mark.slow

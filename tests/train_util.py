@@ -24,6 +24,8 @@ TINY = {
         "digits": {"steps": 30, "batch_size": 32, "lr": 3.0e-3, "checkpoint_every": 10,
                    "lr_schedule": {"kind": "constant", "warmup_steps": 3}},
     },
+    # Fig. 5's periodic (weights-only) checkpoints, at the checkpoint periods above
+    "evaluate": {"checkerboard": {"during_training": {"every": 20}}, "digits": {"during_training": {"every": 10}}},
 }
 
 

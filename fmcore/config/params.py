@@ -53,15 +53,30 @@ def validate_params(params: Any, source: str = "<params>") -> dict:
         expected = f"{job['dataset']}-{job['method']}"
         if key != expected:
             raise ParamsError(f"{source}: jobs.{key}: key must be '<dataset>-<method>' = {expected!r}")
-    for dataset, evaluate in params["evaluate"].items():
-        every = (evaluate.get("during_training") or {}).get("every")
-        period = params["train"].get(dataset, {}).get("checkpoint_every")
-        if every and period and every % period:
-            raise ParamsError(
-                f"{source}: evaluate.{dataset}.during_training.every={every}: expected a multiple of "
-                f"train.{dataset}.checkpoint_every={period} (only saved checkpoints can be evaluated)"
-            )
+    _check_resources(params, source)
     return params
+
+
+def _check_resources(params: dict, source: str) -> None:
+    """Cross-key checks of ``resources`` the schema cannot express (per dataset and job override)."""
+    sections = [(f"resources.{d}", r) for d, r in params["resources"].items()]
+    sections += [(f"jobs.{k}.resources", j["resources"]) for k, j in params["jobs"].items() if "resources" in j]
+    for where, res in sections:
+        for stage, r in [("", res)] + [(f".{s}", {**res, **res[s]}) for s in ("prepare", "evaluate") if s in res]:
+            tasks = int(r.get("nodes", 1)) * int(r.get("tasks_per_node", max(int(r.get("gpus_per_node", 0)), 1)))
+            if tasks > 1 and not r.get("launcher"):
+                raise ParamsError(f"{source}: {where}{stage}: {tasks} tasks (nodes x tasks_per_node) need "
+                                  "launcher: srun (or torchrun on one node); '' starts one process")
+            if r.get("launcher") == "torchrun" and int(r.get("nodes", 1)) > 1:
+                raise ParamsError(f"{source}: {where}{stage}.launcher: torchrun --standalone runs on one node; "
+                                  "use srun for nodes > 1")
+        lead, runtime = int(res.get("signal_lead_s", 0)), int(res.get("runtime", 60))
+        if lead and res.get("launcher") != "srun":
+            raise ParamsError(f"{source}: {where}.signal_lead_s={lead}: needs launcher: srun (SLURM sends the "
+                              "warning signal to job steps, and srun makes the trainer one)")
+        if lead and lead >= runtime * 60:
+            raise ParamsError(f"{source}: {where}.signal_lead_s={lead}: expected less than runtime "
+                              f"({runtime} min = {runtime * 60} s)")
 
 
 def load_params(path: str | Path) -> dict:

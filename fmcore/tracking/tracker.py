@@ -63,6 +63,9 @@ class Tracker:
               params: Mapping[str, Any] | None = None, run_id: str | None = None,
               parent_run_id: str | None = None) -> Tracker:
         """Create the run (or continue ``run_id``) and start the background worker."""
+        # A spool whose state names a run (created before a kill that left no checkpoint
+        # with its id) continues that run, as does an explicit run_id.
+        run_id = run_id or (self.run_id if not any(r["op"] == "start" for r in self._pending) else None)
         if run_id is not None:
             self.run_id = run_id
             self._put({"op": "resume", "run_id": run_id})

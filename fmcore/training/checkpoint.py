@@ -1,10 +1,16 @@
 """Checkpoints: atomic writes and validated, pickle-safe loading (docs/CONTRACTS.md, "Checkpoint").
 
-A checkpoint is ``torch.save`` of plain containers and tensors::
+A checkpoint is ``torch.save`` of plain containers and tensors, of one of two kinds::
 
-    {"format": "fmrepro-ckpt-v1", "experiment", "dataset", "method", "model_config",
-     "path_config", "train_config", "model", "ema", "optimizer", "scheduler", "step",
-     "rng", "mlflow_run_id"}
+    state   (last.pt, checkpoint.pt: everything a resume needs)
+      {"format": "fmrepro-ckpt-v1", "kind": "state", "experiment", "dataset", "method",
+       "model_config", "path_config", "train_config", "step", "mlflow_run_id",
+       "model", "ema", "optimizer", "scheduler", "scaler", "rng", "loss_tail"}
+    weights (checkpoints/step_<N>.pt, Fig. 5: a quarter of a state's bytes)
+      {"format", "kind": "weights", the same header, and "ema" (or "model" when the
+       evaluation reads the raw weights)}
+
+(Files written before ``kind`` existed are states.)
 
 It is written to a temporary file in the destination directory, fsynced and renamed over the
 destination, so a crash or a full disk never leaves a half-written file under the real name
@@ -30,8 +36,8 @@ __all__ = ["FORMAT", "CheckpointError", "link_or_copy", "load_checkpoint", "remo
            "save_checkpoint"]
 
 FORMAT = "fmrepro-ckpt-v1"
-REQUIRED = ("format", "experiment", "dataset", "method", "model_config", "path_config", "train_config",
-            "model", "ema", "step")
+HEADER = ("format", "experiment", "dataset", "method", "model_config", "path_config", "train_config", "step")
+REQUIRED = {"state": (*HEADER, "model", "ema"), "weights": HEADER}
 
 
 class CheckpointError(ValueError):
@@ -109,7 +115,12 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None,
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not an fmrepro checkpoint (format={found!r}, expected {FORMAT!r})")
-    missing = [k for k in REQUIRED if k not in ckpt]
+    kind = ckpt.get("kind", "state")
+    if kind not in REQUIRED:
+        raise CheckpointError(f"{path}: checkpoint kind {kind!r}, expected one of {sorted(REQUIRED)}")
+    missing = [k for k in REQUIRED[kind] if k not in ckpt]
+    if kind == "weights" and "ema" not in ckpt and "model" not in ckpt:
+        missing.append("ema or model")
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
     for key, want in (expect or {}).items():

@@ -8,7 +8,9 @@ The rank layout comes from the launcher's environment:
   ``scontrol show hostnames`` (or the list's first entry without scontrol), the port
   ``MASTER_PORT`` or ``20000 + SLURM_JOB_ID % 20000``.
 
-Backend: nccl on GPU, gloo on CPU. One process per GPU; the device is ``cuda:LOCAL_RANK``.
+Backend: nccl on GPU, gloo on CPU. One process per GPU; the device is
+``cuda:(LOCAL_RANK % visible GPUs)`` (:func:`local_device`): ``cuda:LOCAL_RANK`` on a node
+that shows each task all its GPUs, ``cuda:0`` on sites that bind one GPU per task.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "cleanup", "first_host", "init_distributed", "read_dist_env"]
+__all__ = ["DistEnv", "barrier", "cleanup", "first_host", "init_distributed", "local_device", "read_dist_env"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,15 @@ def cleanup() -> None:
     """Leave the process group if one was joined."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def local_device(env: DistEnv, cuda_devices: int | None = None) -> torch.device:
+    """This rank's device: ``cuda:(local_rank % visible GPUs)``, or the CPU without CUDA."""
+    n = torch.cuda.device_count() if cuda_devices is None else cuda_devices
+    return torch.device(f"cuda:{env.local_rank % n}") if n > 0 else torch.device("cpu")
+
+
+def barrier(device: torch.device) -> None:
+    """Wait for every rank (no-op for one process); nccl needs the rank's device."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)

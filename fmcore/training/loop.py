@@ -90,6 +90,10 @@ def train_loop(
     clip = float(tcfg.get("grad_clip", 0.0))
     ckpt_every = int(tcfg.get("checkpoint_every", steps))
     log_every = int(tcfg.get("log_every", 25))
+    # Fig. 5 reads the EMA (or raw, evaluate.ema: false) weights at multiples of during_training.every
+    eval_cfg = job.get("evaluate") or {}
+    snapshot_every = int((eval_cfg.get("during_training") or {}).get("every", 0))
+    snapshot_key = "ema" if eval_cfg.get("ema", True) else "model"
     on_gpu = device.type == "cuda"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tcfg.get("precision", "fp32"))
 
@@ -120,25 +124,30 @@ def train_loop(
     if tcfg.get("compile", False):
         net = torch.compile(net)
 
-    def payload() -> dict[str, Any]:
+    def header() -> dict[str, Any]:
         return {"format": FORMAT, "experiment": job["experiment"], "dataset": job["dataset"],
                 "method": job["method"], "model_config": job["model"], "path_config": job["path"],
-                "train_config": {**tcfg, "steps": steps}, "model": model.state_dict(),
-                "ema": ema.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "step": step,
-                "rng": capture_rng(sampler.state_dict()), "loss_tail": list(tail),
-                "mlflow_run_id": tracker.run_id}
+                "train_config": {**tcfg, "steps": steps}, "step": step, "mlflow_run_id": tracker.run_id}
 
-    def save(name: str, keep_step: bool) -> Path | None:
+    def payload() -> dict[str, Any]:
+        return {**header(), "kind": "state", "model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                "rng": capture_rng(sampler.state_dict()), "loss_tail": list(tail)}
+
+    def save(name: str, flush: bool = True) -> Path | None:
         if not denv.is_main:
             return None
-        # Deliver (or spool) every loss logged so far and learn the MLflow run id, so a job
-        # killed after this checkpoint resumes into the same run with no step missing.
-        tracker.flush(timeout=30.0)
-        path = save_checkpoint(payload(), run_dir / name)
-        if keep_step:
-            link_or_copy(path, run_dir / "checkpoints" / f"step_{step}.pt")
-        return path
+        if flush:  # deliver (or spool) the losses logged so far and learn the MLflow run id, so a
+            tracker.flush(timeout=30.0)  # job killed after this checkpoint resumes into the same run
+        return save_checkpoint(payload(), run_dir / name)
+
+    def save_snapshot() -> None:
+        """Fig. 5's periodic checkpoint: header + the weights evaluation reads, nothing to resume from."""
+        if denv.is_main:
+            weights = (ema if snapshot_key == "ema" else model).state_dict()
+            save_checkpoint({**header(), "kind": "weights", snapshot_key: weights},
+                            run_dir / "checkpoints" / f"step_{step}.pt")
 
     progress = Progress(steps, initial=step, enabled=denv.is_main, stream=progress_stream,
                         label=f"train {job['dataset']}/{job['method']}")
@@ -162,11 +171,8 @@ def train_loop(
         now = time.perf_counter()
         sps = (step - step_log) * sampler.batch_size / max(now - t_log, 1e-9)
         cur_lr = sched.get_last_lr()[0]
-        if denv.is_main:
-            for i, v in enumerate(values):
-                s = step - len(values) + i + 1
-                tracker.log_metrics({"loss": v} if s < step else
-                                    {"loss": v, "lr": cur_lr, "samples_per_s": sps}, step=s)
+        if denv.is_main:  # one point per window: the mean loss of its updates, at its last step
+            tracker.log_metrics({"loss": sum(values) / len(values), "lr": cur_lr, "samples_per_s": sps}, step=step)
         progress.update(step, values[-1], sps, cur_lr)
         pending, t_log, step_log = [], now, step
 
@@ -177,7 +183,7 @@ def train_loop(
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         if stop.item():
             flush_logs()
-            save("last.pt", keep_step=False)
+            save("last.pt", flush=False)  # the state first: SLURM's kill may follow; MLflow after (fmcore.train)
             progress.write(f"stopped by signal at step {step}/{steps}; state saved to {run_dir / 'last.pt'}")
             preempted = True
             break
@@ -207,15 +213,17 @@ def train_loop(
         if step % log_every == 0 or step == steps or step % ckpt_every == 0:
             flush_logs()
         if step % ckpt_every == 0 and step < steps:
-            save("last.pt", keep_step=True)
+            save("last.pt")
+        if snapshot_every and step % snapshot_every == 0 and step < steps:
+            save_snapshot()
     flush_logs()
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     final = None
     if not preempted:
-        final = save("checkpoint.pt", keep_step=False)
+        final = save("checkpoint.pt")
         if final is not None:
             link_or_copy(final, run_dir / "last.pt")
-            if step % ckpt_every == 0:
+            if snapshot_every and step % snapshot_every == 0:  # a hard link: no extra disk
                 link_or_copy(final, run_dir / "checkpoints" / f"step_{step}.pt")
     progress.close()
     done = step - start_step

@@ -15,6 +15,7 @@ rule prepare:
     threads: threads_of("prepare")
     resources:
         **resources_of("prepare"),
+    retries: 1
     shell:
         "{PY:q} -m fmcore.data prepare --params {PARAMS_FILE:q}"
         " --dataset {wildcards.dataset:q} > {log:q} 2>&1"
@@ -32,6 +33,7 @@ rule reference:
     threads: threads_of("evaluate")
     resources:
         **resources_of("evaluate"),
+    retries: 1
     shell:
         "{PY:q} -m fmcore.evaluate reference --params {PARAMS_FILE:q}"
         " --dataset {wildcards.dataset:q} > {log:q} 2>&1"

@@ -16,6 +16,7 @@ rule evaluate:
     threads: threads_of("evaluate")
     resources:
         **resources_of("evaluate"),
+    retries: 2  # an evaluation resumes per batch from its cache
     shell:
         "{PY:q} -m fmcore.evaluate run --params {PARAMS_FILE:q}"
         " --dataset {wildcards.dataset:q} --method {wildcards.method:q} > {log:q} 2>&1"

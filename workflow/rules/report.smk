@@ -8,6 +8,12 @@ FIGURES = [
 ]
 
 
+# The report reads MLflow and writes reports/: it runs where Snakemake runs, not as a
+# cluster job (one short CPU step at the end of a campaign).
+localrules:
+    report,
+
+
 rule report:
     input:
         metrics=expand(
