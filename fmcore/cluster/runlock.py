@@ -99,6 +99,7 @@ class RunLock:
                          group=group or f"{socket.gethostname()}:{pid}",
                          acquired=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
+        self.waited_for: Holder | None = None  # the live holder acquire() waited for, if any
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -200,7 +201,7 @@ class RunLock:
                 return False
             if said != text:
                 say(f"{msg}; waiting for it to finish (checking every {poll_s:.0f} s)")
-                said = text
+                said, self.waited_for = text, h
             time.sleep(poll_s)
 
     def wait_for_group(self, poll_s: float = 2.0, interrupted: Callable[[], bool] = lambda: False) -> bool:

@@ -7,7 +7,8 @@ finishes unattended:
    say which SLURM job and incarnation this is (``requeued N times``), and take the run
    directory's writer lock (rank 0; other ranks wait until their rank 0 holds it). A
    duplicate job, e.g. one submitted by a restarted Snakemake controller while the first
-   job still runs, waits here until the first one is done, then finds its result.
+   job still runs, waits here until the first one is done (``lock`` line in
+   ``attempts.tsv``), then resumes from its final state: nothing left to train.
 2. ``tags()``: MLflow tags of the attempt (SLURM job id, restart count, node list, attempt).
 3. ``requeue_self()``: on the time-limit warning (``--signal=USR1@<lead>``), after the loop
    saved ``last.pt`` and MLflow was flushed, ``scontrol requeue`` the job: it goes back to
@@ -70,16 +71,18 @@ class Attempt:
         """Start the attempt log and take the run directory; False if interrupted while waiting."""
         if self.log is not None:
             self.log.tee()
-        where = f"attempt {self.name} on {socket.gethostname()}"
+        where = f"attempt {self.name}, rank {self.rank}, on {socket.gethostname()}"
         if self.slurm is not None:
             n = self.slurm.restart_count
-            where += (f" (SLURM job {self.slurm.job_id}, nodes {self.slurm.node_list or '?'}; "
-                      f"requeued {n} time{'s' if n != 1 else ''} before)")
+            where += (f" (SLURM job {self.slurm.job_id}, node {self.slurm.node_name or '?'} of "
+                      f"{self.slurm.node_list or '?'}; requeued {n} time{'s' if n != 1 else ''} before)")
         if self.slurm is not None or self.log is not None:  # a plain local run stays quiet
-            self.say(where)
+            print(where, file=sys.stderr, flush=True)  # every rank: srun --label tells them apart
         self._record("start", detail=where)
         if self.rank == 0:
             held = self.lock.acquire(wait=True, poll_s=self.lock_poll_s, say=self.say, interrupted=interrupted)
+            if held and self.lock.waited_for is not None:
+                self._record("lock", detail=f"waited for {self.lock.waited_for.describe()}")
         else:
             held = self.lock.wait_for_group(interrupted=interrupted)
         self._held = held and self.rank == 0

@@ -1,0 +1,233 @@
+"""A training campaign through a real 2-node SLURM cluster and `snakemake --profile slurm`.
+
+Needs the cluster of tests/slurm/start_cluster.sh (nodes n1 and n2 on this machine; .ci/run
+starts it) and FMREPRO_SLURM=1; skipped otherwise. One 2-rank DDP training (gloo, one rank
+per node, launched by `srun`) is
+- requeued from outside mid-run (`scontrol requeue`, as an admin or a preemption would),
+- warned by SLURM before its time limit (`--signal=USR1@<lead>`) and requeues itself,
+- duplicated by a Snakemake controller that is killed and restarted mid-run,
+and must end with weights bitwise equal to an uninterrupted 2-rank run, without Snakemake
+spending a retry (the SLURM job id never changes).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from workflow_util import ROOT, SMOKE_PARAMS, SNAKEMAKE, env, load_yaml, write_yaml
+
+from fmcore.data import prepare
+from fmcore.training.checkpoint import load_checkpoint
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("FMREPRO_SLURM") != "1", reason="needs FMREPRO_SLURM=1 and a SLURM cluster"),
+]
+
+RUN = "results/campaign/checkerboard/fm_ot"
+ATTEMPTS = "logs/campaign/train/checkerboard/fm_ot.attempts"
+STEPS = 8000  # ~60 s of 2-rank training here: longer than one incarnation before the warning
+RUNTIME_MIN, LEAD_S = 2, 60  # SLURM's time-limit warning comes 60-90 s into each incarnation
+
+
+def _params(runtime: int = RUNTIME_MIN) -> dict:
+    p = load_yaml(SMOKE_PARAMS)
+    p["experiment"] = "campaign"
+    p["datasets"] = {"checkerboard": {**p["datasets"]["checkerboard"], "n_train": 20000, "n_test": 500}}
+    for section in ("models", "train", "evaluate"):
+        p[section] = {"checkerboard": p[section]["checkerboard"]}
+    p["train"]["checkerboard"].update(steps=STEPS, batch_size=256, checkpoint_every=250, log_every=100,
+                                      micro_batches=2, num_threads=1)
+    p["evaluate"]["checkerboard"]["during_training"]["every"] = 2000
+    p["resources"] = {"checkerboard": {
+        "nodes": 2, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_mb": 1500,
+        "runtime": runtime, "signal_lead_s": LEAD_S, "partition": "", "launcher": "srun",
+        "prepare": {"nodes": 1, "launcher": "", "runtime": 10}}}
+    p["jobs"] = {"checkerboard-fm_ot": {"dataset": "checkerboard", "method": "fm_ot"}}
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The uninterrupted 2-rank run (torchrun, gloo) the campaign must reproduce bitwise."""
+    work = tmp_path_factory.mktemp("reference")
+    params = _params()
+    write_yaml(work / "params.yaml", params)
+    prepare("checkerboard", copy.deepcopy(params["datasets"]["checkerboard"]), work / "data/prepared/checkerboard")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
+           sys.executable, "-m", "fmcore.train", "--params", "params.yaml", "--dataset", "checkerboard",
+           "--method", "fm_ot"]
+    out = subprocess.run(cmd, cwd=work, env=env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return load_checkpoint(work / RUN / "checkpoint.pt")
+
+
+def _workdir(tmp_path: Path, runtime: int = RUNTIME_MIN) -> Path:
+    params = _params(runtime)
+    write_yaml(tmp_path / "params.yaml", params)
+    prepare("checkerboard", copy.deepcopy(params["datasets"]["checkerboard"]),
+            tmp_path / "data/prepared/checkerboard")
+    (tmp_path / "slurm").symlink_to(ROOT / "slurm")  # as in the repository root
+    return tmp_path
+
+
+def _controller(work: Path) -> subprocess.Popen:
+    """`snakemake --profile slurm` for the training target, in its own process group."""
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), f"{RUN}/train.json", "--profile", "slurm",
+           "--configfile", "params.yaml", "--slurm-status-command", "squeue",
+           "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]
+    return subprocess.Popen(cmd, cwd=work, env=env(), stdout=open(work / "controller.log", "a"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _train_jobs() -> list[dict]:
+    """The training jobs SLURM lists now: id, state, reason."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T|%r"], capture_output=True, text=True, timeout=30)
+    rows = [dict(zip(("id", "comment", "state", "reason"), line.split("|"))) for line in out.stdout.splitlines()]
+    return [r for r in rows if "train" in r["comment"]]
+
+
+def _release_held(jobs: list[dict]) -> None:
+    """A requeued job waits ~120 s (BeginTime) before it may start again; skip the wait."""
+    for job in jobs:
+        if job["state"] == "PENDING" and job["reason"] == "BeginTime":
+            subprocess.run(["scontrol", "update", f"jobid={job['id']}", "StartTime=now"], capture_output=True,
+                           timeout=30)
+
+
+def _step(work: Path) -> int:
+    try:
+        return int(load_checkpoint(work / RUN / "last.pt")["step"])
+    except (ValueError, OSError):
+        return 0
+
+
+def _attempts(work: Path) -> list[dict]:
+    lines = (work / ATTEMPTS / "attempts.tsv").read_text().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+
+
+def _scontrol(job_id: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
+    return dict(re.findall(r"(\w+)=(\S*)", out.stdout))
+
+
+def _same_weights(got: dict, want: dict) -> None:
+    for part in ("model", "ema"):
+        for k, v in want[part].items():
+            assert torch.equal(got[part][k], v), f"{part}.{k} differs from the uninterrupted run"
+    assert got["step"] == want["step"] == STEPS and got["loss_tail"] == want["loss_tail"]
+
+
+@pytest.mark.timeout(1200)
+def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path, reference):
+    work = _workdir(tmp_path)
+    ctl = _controller(work)
+    requeued_by_admin, deadline = None, time.monotonic() + 900
+    try:
+        while ctl.poll() is None and time.monotonic() < deadline:
+            jobs = _train_jobs()
+            _release_held(jobs)
+            running = [j for j in jobs if j["state"] == "RUNNING"]
+            if requeued_by_admin is None and running and _step(work) >= 1000:
+                requeued_by_admin = running[0]["id"]  # (a): from outside, as an admin or a preemption
+                subprocess.run(["scontrol", "requeue", requeued_by_admin], check=True, timeout=30)
+            time.sleep(1)
+    finally:
+        if ctl.poll() is None:
+            os.killpg(ctl.pid, signal.SIGKILL)
+    log = (work / "controller.log").read_text()
+    assert ctl.returncode == 0, log[-4000:]
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == 1 and submitted[0] == requeued_by_admin, log[-4000:]  # one submission, one id
+    assert "Trying to restart" not in log and "Error in rule" not in log, log[-4000:]
+
+    job_id = submitted[0]
+    info = _scontrol(job_id)
+    rows = _attempts(work)
+    ends = [r for r in rows if r["event"] == "end"]
+    assert [r["outcome"] for r in ends][0] == "preempted" and "SIGTERM" in ends[0]["detail"], rows
+    assert "requeued" in [r["outcome"] for r in ends[1:-1]], rows  # (b) the time-limit warning
+    assert ends[-1]["outcome"] == "finished" and int(ends[-1]["step"]) == STEPS, rows
+    assert {r["attempt"] for r in rows} == {f"slurm{job_id}.r{n}" for n in range(len(ends))}
+    assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == len(ends) - 1 >= 2, info
+    assert info["NodeList"] in ("n[1-2]", "n1,n2"), info  # one rank on each node
+
+    _same_weights(load_checkpoint(work / RUN / "checkpoint.pt"), reference)
+    # every attempt kept its own log, per rank; the rule log labels the ranks (srun --label)
+    for n in range(len(ends)):
+        for rank in (0, 1):
+            text = (work / ATTEMPTS / f"slurm{job_id}.r{n}.rank{rank}.log").read_text()
+            assert f"rank {rank}, on" in text and f"requeued {n} time" in text
+    assert (work / ATTEMPTS / f"slurm{job_id}.r0.rank1.log").read_text().count("node n2") == 1
+    rule_log = (work / "logs/campaign/train/checkerboard/fm_ot.log").read_text()
+    assert re.search(r"^0: ", rule_log, re.M) and re.search(r"^1: ", rule_log, re.M)
+
+    # MLflow: one run, tagged with the job and its last incarnation; every loss window once
+    from mlflow import MlflowClient
+
+    train = json.loads((work / RUN / "train.json").read_text())
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    run = client.get_run(train["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["fmrepro.slurm.job_id"] == job_id
+    assert run.data.tags["fmrepro.slurm.restart_count"] == str(len(ends) - 1)
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert len(steps) == len(set(steps)) and set(range(100, STEPS + 1, 100)) <= set(steps)
+
+
+@pytest.mark.timeout(1200)
+def test_a_restarted_controller_never_leaves_two_writers(tmp_path, reference):
+    work = _workdir(tmp_path, runtime=10)  # no time limit in the way here
+    first = _controller(work)
+    first_job, deadline = None, time.monotonic() + 600
+    while time.monotonic() < deadline and first.poll() is None:
+        running = [j for j in _train_jobs() if j["state"] == "RUNNING"]
+        if running and _step(work) >= 250:
+            first_job = running[0]["id"]
+            break
+        time.sleep(1)
+    assert first_job, (work / "controller.log").read_text()[-3000:]
+    os.killpg(first.pid, signal.SIGKILL)  # the login session dies; the SLURM job runs on
+    first.wait()
+    unlock = subprocess.run([str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--unlock", "--configfile",
+                             "params.yaml"], cwd=work, env=env(), capture_output=True, text=True, timeout=300)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    second = _controller(work)
+    deadline = time.monotonic() + 900
+    try:
+        while second.poll() is None and time.monotonic() < deadline:
+            _release_held(_train_jobs())
+            time.sleep(1)
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+    log = (work / "controller.log").read_text()
+    assert second.returncode == 0, log[-4000:]
+    jobs = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+    assert len(jobs) == 2 and jobs[0] == first_job, log[-4000:]
+    dup = jobs[1]
+    rows = _attempts(work)
+    # the duplicate took the run directory only after the first job released it
+    first_end = next(r for r in rows if r["attempt"] == f"slurm{first_job}.r0" and r["event"] == "end")
+    lock = next(r for r in rows if r["attempt"] == f"slurm{dup}.r0" and r["event"] == "lock")
+    assert f"SLURM job {first_job}" in lock["detail"] and lock["time"] >= first_end["time"], rows
+    assert first_end["outcome"] == "finished" and int(first_end["step"]) == STEPS, rows
+    dup_end = next(r for r in rows if r["attempt"] == f"slurm{dup}.r0" and r["event"] == "end")
+    assert dup_end["outcome"] == "finished", rows
+    dup_log = (work / ATTEMPTS / f"slurm{dup}.r0.rank0.log").read_text()
+    assert "waiting for it to finish" in dup_log and f"at step {STEPS}/{STEPS}" in dup_log
+    assert _scontrol(first_job)["JobState"] == "COMPLETED" and _scontrol(dup)["JobState"] == "COMPLETED"
+    _same_weights(load_checkpoint(work / RUN / "checkpoint.pt"), reference)
