@@ -5,7 +5,8 @@ The rank layout comes from the launcher's environment:
 - torchrun: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``;
 - SLURM: ``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS`` (or ``SLURM_NTASKS``), ``SLURM_LOCALID``;
   the master is the first host of ``SLURM_STEP_NODELIST``/``SLURM_NODELIST`` as expanded by
-  ``scontrol show hostnames`` (or the list's first entry without scontrol), the port
+  ``scontrol show hostnames``, reached at its ``NodeAddr`` (``scontrol show node``; the list's
+  first entry without scontrol), the port
   ``MASTER_PORT`` or ``20000 + SLURM_JOB_ID % 20000``.
 
 Backend: nccl on GPU, gloo on CPU. One process per GPU; the device is
@@ -50,8 +51,21 @@ def _scontrol_hostnames(nodelist: str) -> list[str]:
     return out.stdout.split()
 
 
-def first_host(nodelist: str, expand: Callable[[str], list[str]] | None = _scontrol_hostnames) -> str:
-    """The first host of a SLURM node list (``node[01-04],gpu7`` -> ``node01``)."""
+def _scontrol_node_addrs(nodelist: str) -> list[str]:
+    """The nodes of a list, the first one by its address (``NodeAddr``: SLURM's own way to reach
+    it, the host name on most clusters; sites whose node names are not host names set it)."""
+    names = _scontrol_hostnames(nodelist)
+    if names:
+        out = subprocess.run(["scontrol", "show", "node", "-o", names[0]], capture_output=True, text=True,
+                             timeout=30, check=False)
+        m = re.search(r"\bNodeAddr=(\S+)", out.stdout)
+        if m and m.group(1) not in ("", "(null)"):
+            names[0] = m.group(1)
+    return names
+
+
+def first_host(nodelist: str, expand: Callable[[str], list[str]] | None = _scontrol_node_addrs) -> str:
+    """The first host of a SLURM node list (``node[01-04],gpu7`` -> ``node01``, or its NodeAddr)."""
     if expand is not None:
         try:
             hosts = expand(nodelist)
@@ -74,7 +88,7 @@ def _int(env: Mapping[str, str], key: str) -> int:
 
 
 def read_dist_env(env: Mapping[str, str] | None = None,
-                  expand: Callable[[str], list[str]] | None = _scontrol_hostnames) -> DistEnv:
+                  expand: Callable[[str], list[str]] | None = _scontrol_node_addrs) -> DistEnv:
     """The rank layout from torchrun or SLURM variables; single process if neither is set.
 
     Raises:

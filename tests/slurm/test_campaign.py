@@ -161,17 +161,19 @@ def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path
     assert [r["outcome"] for r in ends][0] == "preempted" and "SIGTERM" in ends[0]["detail"], rows
     assert "requeued" in [r["outcome"] for r in ends[1:-1]], rows  # (b) the time-limit warning
     assert ends[-1]["outcome"] == "finished" and int(ends[-1]["step"]) == STEPS, rows
-    assert {r["attempt"] for r in rows} == {f"slurm{job_id}.r{n}" for n in range(len(ends))}
-    assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == len(ends) - 1 >= 2, info
+    # one job id throughout; SLURM's restart count names each incarnation (it may also count a
+    # launch SLURM retried itself, so the numbers need not be consecutive)
+    restarts = sorted(int(re.fullmatch(rf"slurm{job_id}\.r(\d+)", r["attempt"]).group(1)) for r in ends)
+    assert restarts[0] == 0 and len(set(restarts)) == len(ends) >= 3, rows
+    assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == restarts[-1], info
     assert info["NodeList"] in ("n[1-2]", "n1,n2"), info  # one rank on each node
 
     _same_weights(load_checkpoint(work / RUN / "checkpoint.pt"), reference)
     # every attempt kept its own log, per rank; the rule log labels the ranks (srun --label)
-    for n in range(len(ends)):
-        for rank in (0, 1):
+    for n in restarts:
+        for rank, node in ((0, "n1"), (1, "n2")):
             text = (work / ATTEMPTS / f"slurm{job_id}.r{n}.rank{rank}.log").read_text()
-            assert f"rank {rank}, on" in text and f"requeued {n} time" in text
-    assert (work / ATTEMPTS / f"slurm{job_id}.r0.rank1.log").read_text().count("node n2") == 1
+            assert f"rank {rank}, on" in text and f"node {node} of" in text and f"requeued {n} time" in text
     rule_log = (work / "logs/campaign/train/checkerboard/fm_ot.log").read_text()
     assert re.search(r"^0: ", rule_log, re.M) and re.search(r"^1: ", rule_log, re.M)
 
@@ -183,7 +185,7 @@ def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path
     run = client.get_run(train["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["fmrepro.slurm.job_id"] == job_id
-    assert run.data.tags["fmrepro.slurm.restart_count"] == str(len(ends) - 1)
+    assert run.data.tags["fmrepro.slurm.restart_count"] == str(restarts[-1])
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert len(steps) == len(set(steps)) and set(range(100, STEPS + 1, 100)) <= set(steps)
 
