@@ -27,11 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fmcore.config import load_params, resolve_job  # noqa: E402
-from fmcore.models import build_model, count_parameters  # noqa: E402
-from fmcore.objectives import build_objective  # noqa: E402
-from fmcore.paths import build_path  # noqa: E402
-from fmcore.training import train_loop  # noqa: E402
+from fmcore.config import load_params, resolve_job
+from fmcore.models import build_model, count_parameters
+from fmcore.objectives import build_objective
+from fmcore.paths import build_path
+from fmcore.training import train_loop
 
 
 class _RandomImages:

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_util import tiny_job
 
 from fmcore.cluster import LOCK_NAME, AttemptLog, RunLock, RunLockHeld, SlurmJob, current_job, launch_group
 from fmcore.cluster import runlock as runlock_mod
 from fmcore.training.checkpoint import load_checkpoint
-
-from train_util import tiny_job
 
 HOLD = textwrap.dedent("""
     import sys, time
@@ -217,7 +216,7 @@ def test_a_duplicate_training_job_waits_for_the_first_and_changes_nothing(tmp_pa
     second = subprocess.run([*CLI], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     _, err_first = first.communicate(timeout=300)
     assert first.returncode == 0 and second.returncode == 0, (err_first[-1500:], second.stderr[-1500:])
-    assert f"held by host" in second.stderr and f"pid {first.pid}" in second.stderr
+    assert "held by host" in second.stderr and f"pid {first.pid}" in second.stderr
     assert "resuming" in second.stderr and "at step 1500/1500" in second.stderr
     final = load_checkpoint(run_dir / "checkpoint.pt")
     assert final["step"] == 1500 and not (run_dir / LOCK_NAME).exists()

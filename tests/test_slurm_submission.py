@@ -92,7 +92,7 @@ def test_evaluation_and_cpu_jobs_are_single_task_without_warning_signal(paper_jo
 def test_docs_show_the_sbatch_lines_the_plugin_builds(paper_jobs):
     """docs/workflow.md's table of the paper grid's sbatch lines is generated from the plugin."""
     text = (ROOT / "docs/workflow.md").read_text()
-    block = re.search(r"<!-- sbatch-lines -->\n```\n(.*?)```", text, re.S)
+    block = re.search(r"<!-- sbatch-lines -->\n```\n(.*?)```", text, re.DOTALL)
     assert block, "docs/workflow.md lacks the <!-- sbatch-lines --> block"
     want = []
     for rule in ("train", "evaluate", "prepare"):

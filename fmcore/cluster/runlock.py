@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Self
 
 from fmcore.cluster.slurm import ACTIVE_STATES, SlurmJob, job_state
 
@@ -237,7 +238,7 @@ class RunLock:
         if h is not None and (h.host, h.pid, h.proc_start) == (self.me.host, self.me.pid, self.me.proc_start):
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

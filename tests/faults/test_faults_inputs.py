@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,10 +115,13 @@ def _rename_dataset(new: str) -> Callable[[dict], None]:
 
 
 def _interrupted_then(mutate: Callable[[dict], None]) -> Callable[[Path], None]:
-    """last.pt of a run interrupted at step 30 (a copy of its step_30.pt), then params edited."""
+    """last.pt of a run interrupted at step 30 (its final state, marked step 30), then params edited."""
     def setup(work: Path) -> None:
+        from fmcore.training.checkpoint import save_checkpoint
+
         (work / LAST).unlink()  # a hard link to checkpoint.pt: do not write through it
-        shutil.copy(work / "results/smoke/checkerboard/fm_ot/checkpoints/step_30.pt", work / LAST)
+        state = torch.load(work / "results/smoke/checkerboard/fm_ot/checkpoint.pt", weights_only=True)
+        save_checkpoint({**state, "step": 30}, work / LAST)
         _params(mutate)(work)
     return setup
 

@@ -106,6 +106,23 @@ def _release_held(jobs: list[dict]) -> None:
                            timeout=30)
 
 
+def _drive(ctl: subprocess.Popen, work: Path, on_poll=lambda jobs: None) -> tuple[str, list[str]]:
+    """Wait for the controller to finish (releasing requeue holds); its log and the SLURM ids it submitted."""
+    deadline = time.monotonic() + 900
+    try:
+        while ctl.poll() is None and time.monotonic() < deadline:
+            jobs = _train_jobs()
+            _release_held(jobs)
+            on_poll(jobs)
+            time.sleep(1)
+    finally:
+        if ctl.poll() is None:
+            os.killpg(ctl.pid, signal.SIGKILL)
+    log = (work / "controller.log").read_text()
+    assert ctl.wait() == 0, log[-4000:]
+    return log, re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+
+
 def _step(work: Path) -> int:
     try:
         return int(load_checkpoint(work / RUN / "last.pt")["step"])
@@ -134,31 +151,23 @@ def _same_weights(got: dict, want: dict) -> None:
 @pytest.mark.timeout(1200)
 def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path, reference):
     work = _workdir(tmp_path)
-    ctl = _controller(work)
-    requeued_by_admin, deadline = None, time.monotonic() + 900
-    try:
-        while ctl.poll() is None and time.monotonic() < deadline:
-            jobs = _train_jobs()
-            _release_held(jobs)
-            running = [j for j in jobs if j["state"] == "RUNNING"]
-            if requeued_by_admin is None and running and _step(work) >= 1000:
-                requeued_by_admin = running[0]["id"]  # (a): from outside, as an admin or a preemption
-                subprocess.run(["scontrol", "requeue", requeued_by_admin], check=True, timeout=30)
-            time.sleep(1)
-    finally:
-        if ctl.poll() is None:
-            os.killpg(ctl.pid, signal.SIGKILL)
-    log = (work / "controller.log").read_text()
-    assert ctl.returncode == 0, log[-4000:]
-    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
-    assert len(submitted) == 1 and submitted[0] == requeued_by_admin, log[-4000:]  # one submission, one id
+    requeued_by_admin = []
+
+    def requeue_once(jobs: list[dict]) -> None:  # (a): from outside, as an admin or a preemption would
+        running = [j for j in jobs if j["state"] == "RUNNING"]
+        if not requeued_by_admin and running and _step(work) >= 1000:
+            requeued_by_admin.append(running[0]["id"])
+            subprocess.run(["scontrol", "requeue", running[0]["id"]], check=True, timeout=30)
+
+    log, submitted = _drive(_controller(work), work, on_poll=requeue_once)
+    assert submitted == requeued_by_admin, log[-4000:]  # one submission, one id
     assert "Trying to restart" not in log and "Error in rule" not in log, log[-4000:]
 
     job_id = submitted[0]
     info = _scontrol(job_id)
     rows = _attempts(work)
     ends = [r for r in rows if r["event"] == "end"]
-    assert [r["outcome"] for r in ends][0] == "preempted" and "SIGTERM" in ends[0]["detail"], rows
+    assert ends[0]["outcome"] == "preempted" and "SIGTERM" in ends[0]["detail"], rows
     assert "requeued" in [r["outcome"] for r in ends[1:-1]], rows  # (b) the time-limit warning
     assert ends[-1]["outcome"] == "finished" and int(ends[-1]["step"]) == STEPS, rows
     # one job id throughout; SLURM's restart count names each incarnation (it may also count a
@@ -175,7 +184,7 @@ def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path
             text = (work / ATTEMPTS / f"slurm{job_id}.r{n}.rank{rank}.log").read_text()
             assert f"rank {rank}, on" in text and f"node {node} of" in text and f"requeued {n} time" in text
     rule_log = (work / "logs/campaign/train/checkerboard/fm_ot.log").read_text()
-    assert re.search(r"^0: ", rule_log, re.M) and re.search(r"^1: ", rule_log, re.M)
+    assert re.search(r"^0: ", rule_log, re.MULTILINE) and re.search(r"^1: ", rule_log, re.MULTILINE)
 
     # MLflow: one run, tagged with the job and its last incarnation; every loss window once
     from mlflow import MlflowClient
@@ -207,18 +216,7 @@ def test_a_restarted_controller_never_leaves_two_writers(tmp_path, reference):
     unlock = subprocess.run([str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--unlock", "--configfile",
                              "params.yaml"], cwd=work, env=env(), capture_output=True, text=True, timeout=300)
     assert unlock.returncode == 0, unlock.stderr[-2000:]
-    second = _controller(work)
-    deadline = time.monotonic() + 900
-    try:
-        while second.poll() is None and time.monotonic() < deadline:
-            _release_held(_train_jobs())
-            time.sleep(1)
-    finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-    log = (work / "controller.log").read_text()
-    assert second.returncode == 0, log[-4000:]
-    jobs = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+    log, jobs = _drive(_controller(work), work)
     assert len(jobs) == 2 and jobs[0] == first_job, log[-4000:]
     dup = jobs[1]
     rows = _attempts(work)
