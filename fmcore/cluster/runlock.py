@@ -101,6 +101,7 @@ class RunLock:
                          acquired=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
         self.waited_for: Holder | None = None  # the live holder acquire() waited for, if any
+        self._made_dir = False  # acquire() created the run directory: release() removes it if empty
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -143,7 +144,9 @@ class RunLock:
     # -- taking and releasing -----------------------------------------------------------
     def _try_create(self) -> bool:
         tmp = self.path.with_name(f"{LOCK_NAME}.{self.me.host}.{self.me.pid}.tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
+        if not tmp.parent.is_dir():
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dir = True
         tmp.write_text(json.dumps(asdict(self.me)), encoding="utf-8")
         try:
             os.link(tmp, self.path)  # atomic, fails if the lock exists (also on NFS/Lustre)
@@ -237,6 +240,11 @@ class RunLock:
         h, _ = self.holder()
         if h is not None and (h.host, h.pid, h.proc_start) == (self.me.host, self.me.pid, self.me.proc_start):
             self.path.unlink(missing_ok=True)
+        if self._made_dir:  # a run that wrote nothing (refused its input) leaves no directory behind
+            try:
+                self.path.parent.rmdir()
+            except OSError:
+                pass
 
     def __enter__(self) -> Self:
         self.acquire()

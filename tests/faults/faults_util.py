@@ -224,19 +224,30 @@ def check_files(root: Path) -> tuple[int, list[str], list[str]]:
     return checked, broken, stray
 
 
+def loss_windows(steps: int, log_every: int = 10, checkpoint_every: int = 30) -> list[int]:
+    """The steps at which an uninterrupted training logs its loss: one mean per window, a window
+    ending every ``log_every`` steps, at every checkpoint and at the last step."""
+    return [s for s in range(1, steps + 1) if s % log_every == 0 or s % checkpoint_every == 0 or s == steps]
+
+
 def compare_checkpoints(a: Path, b: Path) -> list[str]:
-    """Differences between two checkpoints: model/EMA/optimizer tensors (bitwise), step, loss tail."""
+    """Differences between two checkpoints: model/EMA/optimizer tensors (bitwise), step, loss tail.
+
+    A weights-only periodic checkpoint (``kind: weights``) is compared on what it holds.
+    """
     import torch
 
     ca, cb = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
-    diffs = []
+    diffs = [] if ca.get("kind") == cb.get("kind") else ["kind"]
     for key in ("model", "ema"):
-        sa, sb = ca[key], cb[key]
+        if key not in ca and key not in cb:
+            continue
+        sa, sb = ca.get(key, {}), cb.get(key, {})
         if list(sa) != list(sb):
             diffs.append(f"{key}: keys differ")
             continue
         diffs += [f"{key}.{k}" for k in sa if sa[k].dtype != sb[k].dtype or not torch.equal(sa[k], sb[k])]
-    oa, ob = ca["optimizer"]["state"], cb["optimizer"]["state"]
+    oa, ob = ca.get("optimizer", {}).get("state", {}), cb.get("optimizer", {}).get("state", {})
     for i in oa:
         diffs += [f"optimizer.{i}.{k}" for k in oa[i] if not torch.equal(oa[i][k], ob[i][k])]
     for key in ("step", "loss_tail", "scheduler"):

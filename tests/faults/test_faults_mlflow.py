@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from faults_util import PY, REPO, cli, env, free_port, kill_group, popen, record, wait_for
+from faults_util import PY, REPO, cli, env, free_port, kill_group, loss_windows, popen, record, wait_for
 
 SNAKEMAKE = Path(PY).parent / "snakemake"
 MLFLOW = Path(PY).parent / "mlflow"
@@ -115,7 +115,7 @@ def test_tracking_server_killed_and_restarted_mid_run(fresh_ws):
             spooled[m] = spool.exists()
             assert _flush(fresh_ws, spool), f"{spool} could not be delivered"
             got, statuses[m] = _losses(uri, meta["mlflow_run_id"], f"train/checkerboard/{m}")
-            missing[m] = sorted(set(range(1, SERVER_STEPS + 1)) - set(got))
+            missing[m] = sorted(set(loss_windows(SERVER_STEPS)) - set(got))
     finally:
         kill_group(server)
     logs = {m: (fresh_ws / f"train_{m}.log").read_text() for m in METHODS}
@@ -125,7 +125,8 @@ def test_tracking_server_killed_and_restarted_mid_run(fresh_ws):
     record("fault", "mlflow-server-outage", injected=1, survived=1 if ok else 0,
            data_lost=sum(len(v) for v in missing.values()),
            detail=f"`mlflow server` (127.0.0.1) SIGKILLed during 2 concurrent {SERVER_STEPS}-step trainings, "
-                  f"back after {outage:.0f} s; both exit 0, runs FINISHED, all {SERVER_STEPS} losses present "
+                  f"back after {outage:.0f} s; both exit 0, runs FINISHED, all {len(loss_windows(SERVER_STEPS))} "
+                  "loss windows present "
                   f"per run (left in the spool at exit and flushed with `fmcore.tracking flush`: "
                   f"{sorted(k for k, v in spooled.items() if v) or 'none'}); outage reported in the log: "
                   f"{warned}; train.json without a run id (store down at exit): {no_id or 'none'}")
@@ -154,7 +155,7 @@ def test_two_snakemake_training_jobs_share_one_sqlite_store(fresh_ws):
             meta = json.loads((_run_dir(fresh_ws, m) / "train.json").read_text())
             pending[m] = meta["mlflow_pending"]
             got, statuses[m] = _losses(uri, meta["mlflow_run_id"], f"train/checkerboard/{m}")
-            missing[m] = sorted(set(range(1, STEPS + 1)) - set(got))
+            missing[m] = sorted(set(loss_windows(STEPS)) - set(got))
     ok = out.returncode == 0 and not any(missing.values()) and not any(pending.values()) and \
         all(s == "FINISHED" for s in statuses.values())
     record("fault", "mlflow-sqlite-concurrent", injected=1, survived=1 if ok else 0,
