@@ -14,7 +14,6 @@ have made. Adam, the LR schedule, gradient clipping (global norm), EMA, bf16 aut
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import time
 from collections.abc import Callable, Mapping
@@ -31,13 +30,13 @@ from fmcore.training.checkpoint import FORMAT, link_or_copy, save_checkpoint
 from fmcore.training.distributed import DistEnv
 from fmcore.training.ema import EMA
 from fmcore.training.progress import Progress
-from fmcore.training.rng import capture_rng, derive_seed, restore_rng
+from fmcore.training.rng import derive_seed
 from fmcore.training.sampler import BatchSampler
 from fmcore.training.schedule import build_scheduler
+from fmcore.training.state import TrainState
 
 __all__ = ["TrainResult", "train_loop"]
 
-LOSS_TAIL = 100  # train.json's final loss is the mean of the last LOSS_TAIL steps
 NOISE_KEY = 1  # derive_seed(seed, step, chunk, NOISE_KEY) -> x_0, t ; DATA_KEY -> dequantization
 DATA_KEY = 2
 
@@ -47,7 +46,7 @@ class TrainResult:
     """What a call to :func:`train_loop` did."""
 
     step: int  # updates done in total (including before a resume)
-    final_loss: float  # mean loss of the last LOSS_TAIL updates
+    final_loss: float  # mean loss of the last state.LOSS_TAIL updates
     first_loss: float | None  # loss of the first update of this call (None if it did none)
     samples_per_s: float  # global samples per second during this call
     seconds: float  # wall time of this call's loop
@@ -108,16 +107,9 @@ def train_loop(
     sched = build_scheduler(opt, lr, tcfg["lr_schedule"], steps)
     scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and amp_dtype is torch.float16)
     sampler = BatchSampler(len(dataset), int(tcfg["batch_size"]), seed)
-    step, tail = 0, collections.deque(maxlen=LOSS_TAIL)
+    st = TrainState(model=model, ema=ema, optimizer=opt, scheduler=sched, scaler=scaler, sampler=sampler)
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        ema.load_state_dict(resume["ema"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        if scaler.is_enabled() and resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        sampler.load_state_dict(restore_rng(resume["rng"]))
-        step, tail = int(resume["step"]), collections.deque(resume.get("loss_tail", []), maxlen=LOSS_TAIL)
+        st.load_state_dict(resume)
     net: nn.Module = model
     if denv.world_size > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
@@ -127,35 +119,29 @@ def train_loop(
     def header() -> dict[str, Any]:
         return {"format": FORMAT, "experiment": job["experiment"], "dataset": job["dataset"],
                 "method": job["method"], "model_config": job["model"], "path_config": job["path"],
-                "train_config": {**tcfg, "steps": steps}, "step": step, "mlflow_run_id": tracker.run_id}
-
-    def payload() -> dict[str, Any]:
-        return {**header(), "kind": "state", "model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                "rng": capture_rng(sampler.state_dict()), "loss_tail": list(tail)}
+                "train_config": {**tcfg, "steps": steps}, "step": st.step, "mlflow_run_id": tracker.run_id}
 
     def save(name: str, flush: bool = True) -> Path | None:
         if not denv.is_main:
             return None
         if flush:  # deliver (or spool) the losses logged so far and learn the MLflow run id, so a
             tracker.flush(timeout=30.0)  # job killed after this checkpoint resumes into the same run
-        return save_checkpoint(payload(), run_dir / name)
+        return save_checkpoint({**header(), "kind": "state", **st.state_dict()}, run_dir / name)
 
     def save_snapshot() -> None:
         """Fig. 5's periodic checkpoint: header + the weights evaluation reads, nothing to resume from."""
         if denv.is_main:
             weights = (ema if snapshot_key == "ema" else model).state_dict()
             save_checkpoint({**header(), "kind": "weights", snapshot_key: weights},
-                            run_dir / "checkpoints" / f"step_{step}.pt")
+                            run_dir / "checkpoints" / f"step_{st.step}.pt")
 
-    progress = Progress(steps, initial=step, enabled=denv.is_main, stream=progress_stream,
+    progress = Progress(steps, initial=st.step, enabled=denv.is_main, stream=progress_stream,
                         label=f"train {job['dataset']}/{job['method']}")
     pending: list[torch.Tensor] = []  # per-step losses not yet logged (one sync per log interval)
-    first_loss, start_step, preempted = None, step, False
+    first_loss, start_step, preempted = None, st.step, False
     t0 = t_log = time.perf_counter()
     cpu0 = time.process_time()
-    step_log = step
+    step_log = st.step
 
     def flush_logs() -> None:
         nonlocal pending, first_loss, t_log, step_log
@@ -167,16 +153,17 @@ def train_loop(
             losses /= denv.world_size
         values = losses.tolist()
         first_loss = values[0] if first_loss is None else first_loss
-        tail.extend(values)
+        st.loss_tail.extend(values)
         now = time.perf_counter()
-        sps = (step - step_log) * sampler.batch_size / max(now - t_log, 1e-9)
+        sps = (st.step - step_log) * sampler.batch_size / max(now - t_log, 1e-9)
         cur_lr = sched.get_last_lr()[0]
         if denv.is_main:  # one point per window: the mean loss of its updates, at its last step
-            tracker.log_metrics({"loss": sum(values) / len(values), "lr": cur_lr, "samples_per_s": sps}, step=step)
-        progress.update(step, values[-1], sps, cur_lr)
-        pending, t_log, step_log = [], now, step
+            tracker.log_metrics({"loss": sum(values) / len(values), "lr": cur_lr, "samples_per_s": sps},
+                                step=st.step)
+        progress.update(st.step, values[-1], sps, cur_lr)
+        pending, t_log, step_log = [], now, st.step
 
-    while step < steps:
+    while st.step < steps:
         stop = torch.tensor([float(should_stop())])
         if denv.world_size > 1:  # stop together, or the others hang in the next all-reduce
             stop = stop.to(device)  # nccl reduces device tensors only
@@ -184,15 +171,15 @@ def train_loop(
         if stop.item():
             flush_logs()
             save("last.pt", flush=False)  # the state first: SLURM's kill may follow; MLflow after (fmcore.train)
-            progress.write(f"stopped by signal at step {step}/{steps}; state saved to {run_dir / 'last.pt'}")
+            progress.write(f"stopped by signal at step {st.step}/{steps}; state saved to {run_dir / 'last.pt'}")
             preempted = True
             break
         idx = sampler.next_indices()
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
         for j, k in enumerate(mine):
-            gen_data = torch.Generator().manual_seed(derive_seed(seed, step, k, DATA_KEY))
-            gen_noise = torch.Generator(device).manual_seed(derive_seed(seed, step, k, NOISE_KEY))
+            gen_data = torch.Generator().manual_seed(derive_seed(seed, st.step, k, DATA_KEY))
+            gen_noise = torch.Generator(device).manual_seed(derive_seed(seed, st.step, k, NOISE_KEY))
             dataset.generator = gen_data
             x_1 = dataset.get_batch(idx[k * chunk_size:(k + 1) * chunk_size]).to(device, non_blocking=True)
             sync = contextlib.nullcontext() if j == len(mine) - 1 or denv.world_size == 1 else net.no_sync()
@@ -209,7 +196,8 @@ def train_loop(
         sched.step()
         ema.update(model)
         pending.append(total / len(mine))
-        step += 1
+        st.step += 1
+        step = st.step
         if step % log_every == 0 or step == steps or step % ckpt_every == 0:
             flush_logs()
         if step % ckpt_every == 0 and step < steps:
@@ -223,11 +211,12 @@ def train_loop(
         final = save("checkpoint.pt")
         if final is not None:
             link_or_copy(final, run_dir / "last.pt")
-            if snapshot_every and step % snapshot_every == 0:  # a hard link: no extra disk
-                link_or_copy(final, run_dir / "checkpoints" / f"step_{step}.pt")
+            if snapshot_every and st.step % snapshot_every == 0:  # a hard link: no extra disk
+                link_or_copy(final, run_dir / "checkpoints" / f"step_{st.step}.pt")
     progress.close()
-    done = step - start_step
-    return TrainResult(step=step, final_loss=sum(tail) / max(len(tail), 1), first_loss=first_loss,
+    done = st.step - start_step
+    return TrainResult(step=st.step, final_loss=sum(st.loss_tail) / max(len(st.loss_tail), 1),
+                       first_loss=first_loss,
                        samples_per_s=done * sampler.batch_size / max(seconds, 1e-9), seconds=seconds,
                        cpu_seconds=cpu_seconds,
                        preempted=preempted, checkpoint=final)
