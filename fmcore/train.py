@@ -21,10 +21,15 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fmcore.io import atomic_write_json
+
+if TYPE_CHECKING:  # imported inside the functions at run time (start-up cost of a bad-input exit)
+    from fmcore.cluster import Attempt
+    from fmcore.training.distributed import DistEnv
 
 __all__ = ["PREEMPTED_EXIT_CODE", "main"]
 
@@ -101,7 +106,8 @@ def _run(args: argparse.Namespace, stop: _StopFlag) -> int:
     attempt = Attempt(run_dir, rank=denv.rank, attempt_dir=args.attempt_log_dir)
     if not attempt.open(interrupted=stop.is_set):  # a signal while another writer held the directory
         requeued = stop.signal == "SIGUSR1" and attempt.requeue_self()
-        attempt.close("requeued" if requeued else "preempted", detail=f"{stop.signal} while waiting for the lock")
+        attempt.close("requeued" if requeued else "preempted",
+                      detail=f"{stop.signal} while waiting for the lock")
         return PREEMPTED_EXIT_CODE
     try:
         code, outcome, step = _train(args, job, run_dir, denv, attempt, stop)
@@ -113,7 +119,8 @@ def _run(args: argparse.Namespace, stop: _StopFlag) -> int:
     return code
 
 
-def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv, attempt, stop: _StopFlag) -> tuple[int, str, int]:
+def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv: DistEnv, attempt: Attempt,
+           stop: _StopFlag) -> tuple[int, str, int]:
     """Train the job with the run directory held; returns (exit code, outcome, step)."""
     from fmcore.data import dataset_hash, load_split
     from fmcore.models import build_model
