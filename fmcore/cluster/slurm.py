@@ -89,8 +89,8 @@ def requeue(job_id: str) -> tuple[bool, str]:
     if out is None:
         return False, "scontrol not found or did not answer"
     if out.returncode != 0:
-        return False, (out.stderr or out.stdout).strip().splitlines()[-1:][0] if (out.stderr or out.stdout).strip() \
-            else f"scontrol exited {out.returncode}"
+        said = (out.stderr or out.stdout).strip().splitlines()
+        return False, said[-1] if said else f"scontrol exited {out.returncode}"
     return True, ""
 
 
