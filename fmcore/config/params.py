@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import copy
+import functools
+import os
+import posixpath
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from fmcore.config.safe_yaml import ParamsError, check_tree, load_yaml_file
+
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+# Directories the pipeline writes besides data_dir and results_dir (workflow/rules/common.smk,
+# fmcore.report, MLflow's default artifact root beside sqlite:///mlflow.db) and the checkout's own.
+WRITTEN_DIRS = ("reports", "logs", "mlartifacts")
+PROTECTED_DIRS = (".git", ".dvc", "fmcore", "params", "workflow", "profiles", "tests", "docs", "scripts")
+# A job override section -> the schema definition the merged section must satisfy.
+JOB_SECTIONS = {"path": ("methods", "method"), "train": ("train", "train"),
+                "evaluate": ("evaluate", "evaluate"), "resources": ("resources", "resources")}
 
 
-class ParamsError(ValueError):
-    """A params file is unreadable or does not match the schema (one-line message)."""
-
-
+@functools.lru_cache(maxsize=1)
 def _schema() -> dict:
     with open(SCHEMA_PATH, encoding="utf-8") as f:
         return yaml.safe_load(f)
@@ -31,8 +40,11 @@ def validate_params(params: Any, source: str = "<params>") -> dict:
     Raises:
         ParamsError: naming ``source``, the key path, the bad value and what was expected.
     """
+    if params is None:
+        raise ParamsError(f"{source}: empty, expected a mapping of experiment parameters")
     if not isinstance(params, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level, got {type(params).__name__}")
+    check_tree(params, source)
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
@@ -53,8 +65,64 @@ def validate_params(params: Any, source: str = "<params>") -> dict:
         expected = f"{job['dataset']}-{job['method']}"
         if key != expected:
             raise ParamsError(f"{source}: jobs.{key}: key must be '<dataset>-<method>' = {expected!r}")
+        _check_job_overrides(params, key, job, source)
     _check_resources(params, source)
+    _check_directories(params, source)
     return params
+
+
+def _check_job_overrides(params: dict, key: str, job: dict, source: str) -> None:
+    """A job's ``path``/``train``/``evaluate``/``resources`` merged over its base sections must be as
+    valid as the base sections themselves (``steps: 0`` in an override is as wrong as in ``train``)."""
+    for section, (base, definition) in JOB_SECTIONS.items():
+        if section not in job:
+            continue
+        name = job["method"] if base == "methods" else job["dataset"]
+        merged = deep_merge(params[base][name], job[section])
+        schema = {"$defs": _schema()["$defs"], "$ref": f"#/$defs/{definition}"}
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(merged),
+                        key=lambda e: list(e.absolute_path))
+        if errors:
+            e = errors[0]
+            where = ".".join(str(p) for p in e.absolute_path)
+            raise ParamsError(f"{source}: jobs.{key}.{section}{'.' + where if where else ''}: {e.message}")
+
+
+def _inside(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/") or b == "/"
+
+
+def _check_directories(params: dict, source: str) -> None:
+    """Refuse output directories that overlap: ``prepare --force`` empties ``data_dir/<ds>``, and a
+    results dir inside it (or the reverse, or either around reports/, logs/, the MLflow artifact
+    root or the checkout's own folders) would lose finished work."""
+    cwd = os.getcwd()
+
+    def norm(p: str) -> str:
+        return posixpath.normpath(posixpath.join(cwd, p))
+
+    owned = {"data_dir": norm(params["data_dir"]), "results_dir": norm(params["results_dir"])}
+    others = {d: norm(d) for d in WRITTEN_DIRS}
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith("sqlite:///"):  # MLflow's artifact root of a SQLite store: mlartifacts/ beside it
+        others["MLflow artifact root"] = posixpath.join(posixpath.dirname(norm(uri[len("sqlite:///"):])),
+                                                        "mlartifacts")
+    elif uri.startswith("file:"):
+        others["MLflow file store"] = norm(uri[len("file://"):] if uri.startswith("file://") else uri[5:])
+    others.update({d: norm(d) for d in PROTECTED_DIRS})
+    a, b = owned["data_dir"], owned["results_dir"]
+    if _inside(a, b) or _inside(b, a):
+        raise ParamsError(f"{source}: data_dir={params['data_dir']!r} and results_dir="
+                          f"{params['results_dir']!r} overlap; expected two separate directories "
+                          "(prepare --force empties data_dir/<dataset>)")
+    for key, mine in owned.items():
+        if mine == cwd:
+            raise ParamsError(f"{source}: {key}={params[key]!r} is the working directory itself; expected a "
+                              "subdirectory such as 'data' or 'results'")
+        for name, other in others.items():
+            if _inside(mine, other) or _inside(other, mine):
+                raise ParamsError(f"{source}: {key}={params[key]!r} overlaps {name} ({other}); expected a "
+                                  "directory of its own")
 
 
 def _check_resources(params: dict, source: str) -> None:
@@ -83,20 +151,10 @@ def load_params(path: str | Path) -> dict:
     """Read and validate one params YAML file.
 
     Raises:
-        ParamsError: the file is missing, is not YAML, or does not match the schema.
+        ParamsError: the file is missing, is not YAML (``fmcore.config.safe_yaml``: any bytes give
+            a value tree or this error), or does not match the schema.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ParamsError(f"{path}: cannot read params file ({exc.strerror})") from None
-    try:
-        params = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ParamsError(f"{path}: not valid YAML{where}") from None
-    return validate_params(params, source=str(path))
+    return validate_params(load_yaml_file(path), source=str(path))
 
 
 def deep_merge(base: dict, override: dict | None) -> dict:
