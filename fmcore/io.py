@@ -46,12 +46,14 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> Path:
     """Write ``path`` atomically: ``write(f)`` fills a temp file that then replaces ``path``.
 
     Args:
         path: destination file; its directory is created if needed.
         write: callback that writes the whole content to the binary file object it gets.
+        mode: file mode (default: what a new file gets under the umask); 0o600 for files
+            that hold credentials or replayable records.
 
     Returns:
         The destination path.
@@ -60,7 +62,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600
+        os.chmod(tmp, default_file_mode() if mode is None else mode)  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -74,14 +76,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data), mode=mode)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (line endings as given)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -55,6 +55,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
+    from fmcore.tracking import mask_secret_tree
     from fmcore.training.checkpoint import CheckpointError, load_checkpoint
 
     last = run_dir / "last.pt"
@@ -66,7 +67,9 @@ def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
     if ckpt.get("kind", "state") != "state":
         raise CheckpointError(f"{last}: a {ckpt['kind']!r} checkpoint, not a resume state; move it away")
     have = {k: v for k, v in ckpt["train_config"].items() if k not in HARMLESS_TRAIN_KEYS}
-    want = {k: v for k, v in {**job["train"], "steps": steps}.items() if k not in HARMLESS_TRAIN_KEYS}
+    # the checkpoint holds the train settings with secret-looking values masked (as MLflow does)
+    want = {k: v for k, v in mask_secret_tree({**job["train"], "steps": steps}).items()
+            if k not in HARMLESS_TRAIN_KEYS}
     if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
         diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
         if ckpt["step"] >= int(ckpt["train_config"].get("steps", -1)):

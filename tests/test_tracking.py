@@ -86,7 +86,7 @@ def test_run_contents_read_back(tmp_path, empty_store):
     assert len(_client(uri).get_metric_history(tr.run_id, "loss")) == 6
 
 
-def test_unreachable_store_spools_then_flushes(tmp_path, capsys, empty_store):
+def test_unreachable_store_spools_then_flushes(tmp_path, capsys, empty_store, monkeypatch):
     missing = tmp_path / "not_yet"
     missing.write_text("a file where the store's directory should be: the store is unavailable")
     uri = _uri(missing)
@@ -104,6 +104,7 @@ def test_unreachable_store_spools_then_flushes(tmp_path, capsys, empty_store):
 
     missing.unlink()
     _fresh_uri(empty_store, missing)  # the store comes back
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # flush delivers where this environment's jobs do
     assert flush_spool(spool)
     assert not spool.exists()
     client = _client(uri)
@@ -131,8 +132,9 @@ def test_store_recovers_while_running(tmp_path, empty_store):
 def test_bad_spool_is_refused(tmp_path):
     bad = tmp_path / "spool.jsonl"
     bad.write_text("{not json\n")
-    with pytest.raises(ValueError, match="spool.jsonl"):
+    with pytest.raises(ValueError, match="spool.jsonl: none of its 1 line"):
         flush_spool(bad)
+    assert (tmp_path / "spool.jsonl.rejected").read_text() == "{not json\n"  # kept for a look
     with pytest.raises(ValueError, match="no such spool"):
         flush_spool(tmp_path / "missing.jsonl")
 

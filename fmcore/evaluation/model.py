@@ -20,7 +20,7 @@ import torch
 from fmcore.models import build_model
 from fmcore.objectives import build_objective
 from fmcore.paths import GaussianPath, build_path, velocity_field
-from fmcore.training.checkpoint import CheckpointError, load_checkpoint
+from fmcore.training.checkpoint import CheckpointError, load_checkpoint, load_weights
 
 __all__ = ["EvalModel", "file_sha256", "load_eval_model"]
 
@@ -63,7 +63,7 @@ def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True,
         raise CheckpointError(f"{checkpoint}: holds no {key!r} weights (evaluate.<dataset>.ema is "
                               f"{use_ema}; the checkpoint was written for the other setting)")
     model = build_model(ckpt["model_config"])
-    model.load_state_dict(ckpt[key])
+    load_weights(model, ckpt[key], checkpoint, key)
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -18,7 +18,16 @@ Typical use (training and evaluation alike)::
 """
 
 
-from fmcore.tracking.base import DEFAULT_URI, MASK, flatten_params, git_commit, mask_secrets, tracking_uri
+from fmcore.tracking.base import (
+    DEFAULT_URI,
+    MASK,
+    flatten_params,
+    git_commit,
+    mask_secret_tree,
+    mask_secrets,
+    redact_uri,
+    tracking_uri,
+)
 from fmcore.tracking.tracker import NullTracker, Tracker, flush_spool, start_run
 
 __all__ = [
@@ -29,7 +38,9 @@ __all__ = [
     "flatten_params",
     "flush_spool",
     "git_commit",
+    "mask_secret_tree",
     "mask_secrets",
+    "redact_uri",
     "start_run",
     "tracking_uri",
 ]

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     fl = sub.add_parser("flush", help="deliver the records left in a spool file")
     fl.add_argument("spool", type=Path)
-    fl.add_argument("--uri", default=None, help="tracking URI (default: the one stored in the spool)")
+    fl.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = parser.parse_args(argv)
     try:
         ok = flush_spool(args.spool, uri=args.uri)

@@ -6,11 +6,13 @@ import json
 import os
 import re
 import subprocess
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_URI", "MASK", "flatten_params", "git_commit", "mask_secrets", "tracking_uri"]
+__all__ = ["DEFAULT_URI", "MASK", "flatten_params", "git_commit", "mask_secret_tree", "mask_secrets",
+           "redact_uri", "scrub", "tracking_uri"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SECRET_KEY = re.compile(r"(token|passw(or)?d|secret|api[_.-]?key|credential|private[_.-]?key)", re.I)
@@ -37,6 +39,49 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
 def mask_secrets(flat: Mapping[str, str]) -> dict[str, str]:
     """Replace the value of every key that looks like a secret (token, password, api key) by ``***``."""
     return {k: (MASK if SECRET_KEY.search(k) else v) for k, v in flat.items()}
+
+
+def mask_secret_tree(value: Any) -> Any:
+    """A copy of a nested params tree with the value of every secret-looking key replaced by ``***``."""
+    if isinstance(value, Mapping):
+        return {k: (MASK if isinstance(k, str) and SECRET_KEY.search(k) else mask_secret_tree(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_secret_tree(v) for v in value]
+    return value
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with the password of its user info masked: ``http://u:pw@host`` -> ``http://u:***@host``.
+
+    Query parameters that look like secrets (``?token=...``) are masked too. Use it wherever a
+    tracking URI is printed, stored or written into a report.
+    """
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None and not (parts.query and SECRET_KEY.search(parts.query)):
+        return uri
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:{MASK}@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    query = parts.query
+    if query and SECRET_KEY.search(query):
+        query = urllib.parse.urlencode([(k, MASK if SECRET_KEY.search(k) else v)
+                                        for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)], safe="*")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub(text: str, uri: str) -> str:
+    """``text`` (an error message) with ``uri`` and its password replaced by their redacted forms."""
+    redacted = redact_uri(uri)
+    text = text.replace(uri, redacted)
+    try:
+        password = urllib.parse.urlsplit(uri).password
+    except ValueError:
+        password = None
+    return text.replace(password, MASK) if password else text
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

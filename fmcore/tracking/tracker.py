@@ -7,7 +7,6 @@ package docstring of :mod:`fmcore.tracking`.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import threading
@@ -18,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from fmcore.io import atomic_savez, atomic_write_text
-from fmcore.tracking.base import flatten_params, mask_secrets, tracking_uri
+from fmcore.io import atomic_savez
+from fmcore.tracking.base import flatten_params, mask_secrets, redact_uri, scrub, tracking_uri
+from fmcore.tracking.spool import Spool
 from fmcore.tracking.store import BATCH, Store
 
 __all__ = ["NullTracker", "Tracker", "flush_spool", "start_run"]
@@ -30,7 +30,9 @@ class Tracker:
 
     Args:
         uri: tracking URI (``tracking_uri()`` by default).
-        spool_path: JSONL file for undelivered records; None keeps them in memory only.
+        spool_path: JSONL file for undelivered records (:class:`fmcore.tracking.spool.Spool`:
+            signed, 0600, replayed by the next tracker of the same directory); None keeps them
+            in memory only.
         retry_s: first back-off after a failure, doubled up to ``max_retry_s``.
         interval_s: how often queued records are delivered in one batch.
     """
@@ -40,6 +42,7 @@ class Tracker:
                  quiet: bool = False) -> None:
         self.uri = uri or tracking_uri()
         self.spool_path = Path(spool_path) if spool_path is not None else None
+        self._spool = Spool(self.spool_path) if self.spool_path is not None else None
         self.run_id: str | None = None
         self._pending: list[dict] = []  # owned by the worker thread (and by flush_spool)
         self._incoming: list[dict] = []
@@ -54,8 +57,9 @@ class Tracker:
         self._store: Store | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self._thread: threading.Thread | None = None
-        self._spool_uri: str | None = None
-        if self.spool_path is not None and self.spool_path.exists():
+        self._spool_uri: str | None = None  # the (redacted) URI a replayed spool was written for
+        self._refused = 0  # spool lines refused at load (not written by this directory's tracker)
+        if self._spool is not None and self._spool.exists():
             self._load_spool()
 
     # -- public API (main thread) -------------------------------------------------------
@@ -88,7 +92,14 @@ class Tracker:
         self._put({"op": "tags", "values": {k: str(v) for k, v in values.items()}})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Queue a file as an artifact; the file must still exist when it is delivered."""
+        """Queue a file as an artifact; the file must still exist when it is delivered.
+
+        Raises:
+            ValueError: with a spool, ``path`` is not inside the spool's directory (only the
+                run directory's own files are uploaded; a replayed spool is held to the same rule).
+        """
+        if self._spool is not None and not self._spool.inside(path):
+            raise ValueError(f"{path}: artifact outside the run directory {self._spool.folder}")
         self._put({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
 
     def log_npz(self, name: str, **arrays: np.ndarray) -> Path:
@@ -147,11 +158,10 @@ class Tracker:
         with self._spool_lock:
             with self._lock:
                 self._incoming.append(rec)
-            if self.spool_path is not None:
+            if self._spool is not None:
                 try:
-                    if self.spool_path.exists():
-                        with open(self.spool_path, "a", encoding="utf-8") as f:
-                            f.write(json.dumps(rec) + "\n")
+                    if self._spool.exists():
+                        self._spool.append(rec)
                     else:
                         self._write_spool()
                 except OSError:  # full disk: the record stays queued in memory
@@ -198,21 +208,22 @@ class Tracker:
             self._store = None if "locked" not in str(exc) else self._store
             if not self._warned:
                 self._warned = True
-                self._say(f"MLflow tracking store {self.uri} unavailable ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); buffering records in "
+                why = scrub(str(exc).splitlines()[0][:200], self.uri) if str(exc) else ""
+                self._say(f"MLflow tracking store {redact_uri(self.uri)} unavailable ({type(exc).__name__}: "
+                          f"{why}); buffering records in "
                           f"memory and {self.spool_path or 'no spool file'}, retrying in the background")
             self._write_spool()
             self._failures += 1  # after the spool is on disk: flush() may return right away
             return False
         if self._warned:
             self._warned = False
-            self._say(f"MLflow tracking store {self.uri} reachable again; buffered records delivered")
+            self._say(f"MLflow tracking store {redact_uri(self.uri)} reachable again; buffered records delivered")
         with self._spool_lock:  # keep journaled records queued meanwhile, drop the delivered ones
             try:
-                if self.spool_path is not None and self._has_work():
+                if self._spool is not None and self._has_work():
                     self._write_spool()
-                elif self.spool_path is not None and self.spool_path.exists():
-                    self.spool_path.unlink()
+                elif self._spool is not None:
+                    self._spool.remove()
             except OSError:  # full disk: the records stay queued in memory
                 pass
         return True
@@ -237,26 +248,23 @@ class Tracker:
 
     # -- spool file ---------------------------------------------------------------------
     def _write_spool(self) -> None:
-        if self.spool_path is None:
+        if self._spool is None:
             return
         with self._spool_lock:
             with self._lock:
-                records = [{"op": "state", "uri": self.uri, "run_id": self.run_id}, *self._pending,
-                           *self._incoming]
-            atomic_write_text(self.spool_path, "".join(json.dumps(r) + "\n" for r in records))
+                records = [*self._pending, *self._incoming]
+            self._spool.rewrite(self.run_id, redact_uri(self.uri), records)
 
     def _load_spool(self) -> None:
-        lines = self.spool_path.read_text(encoding="utf-8").splitlines()
-        try:
-            records = [json.loads(line) for line in lines if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{self.spool_path}: not a tracking spool (line {exc.lineno}: {exc.msg})") from None
-        for rec in records:
-            if rec.get("op") == "state":
-                self.run_id = self.run_id or rec.get("run_id")
-                self._spool_uri = rec.get("uri")
-            else:
-                self._pending.append(rec)
+        contents = self._spool.load()
+        self._refused = len(contents.refused)
+        if contents.refused:
+            self._say(f"{self.spool_path}: ignored {len(contents.refused)} record(s) this run directory's "
+                      f"tracker did not write ({contents.refused[0]}); a copy is in "
+                      f"{self.spool_path.name}.rejected")
+        self.run_id = self.run_id or contents.run_id
+        self._spool_uri = contents.uri
+        self._pending.extend(contents.records)
 
 
 class NullTracker(Tracker):
@@ -292,12 +300,22 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
 
 
 def flush_spool(spool_path: str | Path, uri: str | None = None, timeout: float = 120.0) -> bool:
-    """Deliver the records left in a spool file; True when the spool is empty afterwards."""
+    """Deliver the records left in a spool file to ``uri`` (default: ``$MLFLOW_TRACKING_URI``, as
+    every job uses; never the URI stored in the file, which anyone able to write the file chose).
+
+    Returns:
+        True when the spool is empty afterwards.
+    """
     spool_path = Path(spool_path)
     if not spool_path.exists():
         raise ValueError(f"{spool_path}: no such spool file")
     tracker = Tracker(uri=uri, spool_path=spool_path)
-    tracker.uri = uri or tracker._spool_uri or tracker.uri
+    if tracker._refused and not tracker._has_work():
+        raise ValueError(f"{spool_path}: none of its {tracker._refused} line(s) is a record signed by this "
+                         f"machine's spool key (fmcore.tracking.spool); nothing delivered")
+    if tracker._spool_uri and tracker._spool_uri != redact_uri(tracker.uri):
+        tracker._say(f"note: {spool_path} was written for {tracker._spool_uri}; delivering to "
+                     f"{redact_uri(tracker.uri)} (this environment's tracking URI)")
     tracker._thread = threading.Thread(target=tracker._work, daemon=True)
     tracker._thread.start()
     tracker._stop.set()

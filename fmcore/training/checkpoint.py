@@ -32,7 +32,7 @@ import torch
 
 from fmcore.io import atomic_write, fsync_dir
 
-__all__ = ["FORMAT", "CheckpointError", "link_or_copy", "load_checkpoint", "remove_stale_temp",
+__all__ = ["FORMAT", "CheckpointError", "link_or_copy", "load_checkpoint", "load_weights", "remove_stale_temp",
            "save_checkpoint"]
 
 FORMAT = "fmrepro-ckpt-v1"
@@ -129,3 +129,33 @@ def load_checkpoint(path: str | Path, expect: Mapping[str, Any] | None = None,
             raise CheckpointError(f"{path}: checkpoint {key} is {_canonical(have)}, expected "
                                   f"{_canonical(want)} (written by another job or configuration)")
     return ckpt
+
+
+def load_weights(module: torch.nn.Module, state: Mapping[str, Any], path: str | Path, key: str = "model") -> None:
+    """``module.load_state_dict(state)``, with one line naming the file when the weights do not fit.
+
+    A checkpoint whose header matches but whose tensors belong to another network (edited by
+    hand, or written by an older fmcore) makes ``load_state_dict`` raise a RuntimeError of
+    dozens of lines; this says how many tensors are missing, unexpected or of another shape.
+
+    Raises:
+        CheckpointError: the state does not fit ``module``.
+    """
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: {key!r} is a {type(state).__name__}, expected a mapping of tensors")
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+    if missing or unexpected or shapes:
+        first = (f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}" if unexpected
+                 else f"{shapes[0]!r} is {tuple(getattr(state[shapes[0]], 'shape', ()))}, the model's is "
+                      f"{tuple(own[shapes[0]].shape)}")
+        raise CheckpointError(f"{path}: {key!r} weights do not fit the model of its model_config "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} of another "
+                              f"shape; first: {first})")
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: {key!r} weights do not load ({first})") from None

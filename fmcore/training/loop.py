@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fmcore.tracking import NullTracker, Tracker
+from fmcore.tracking import NullTracker, Tracker, mask_secret_tree
 from fmcore.training.checkpoint import FORMAT, link_or_copy, save_checkpoint
 from fmcore.training.distributed import DistEnv
 from fmcore.training.ema import EMA
@@ -109,7 +109,7 @@ def train_loop(
     sampler = BatchSampler(len(dataset), int(tcfg["batch_size"]), seed)
     st = TrainState(model=model, ema=ema, optimizer=opt, scheduler=sched, scaler=scaler, sampler=sampler)
     if resume is not None:
-        st.load_state_dict(resume)
+        st.load_state_dict(resume, source=str(run_dir / "last.pt"))
     net: nn.Module = model
     if denv.world_size > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
@@ -119,7 +119,7 @@ def train_loop(
     def header() -> dict[str, Any]:
         return {"format": FORMAT, "experiment": job["experiment"], "dataset": job["dataset"],
                 "method": job["method"], "model_config": job["model"], "path_config": job["path"],
-                "train_config": {**tcfg, "steps": steps}, "step": st.step, "mlflow_run_id": tracker.run_id}
+                "train_config": mask_secret_tree({**tcfg, "steps": steps}), "step": st.step, "mlflow_run_id": tracker.run_id}
 
     def save(name: str, flush: bool = True) -> Path | None:
         if not denv.is_main:

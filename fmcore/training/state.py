@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fmcore.training.checkpoint import load_weights
 from fmcore.training.ema import EMA
 from fmcore.training.rng import capture_rng, restore_rng
 from fmcore.training.sampler import BatchSampler
@@ -52,10 +53,11 @@ class TrainState:
                 "rng": capture_rng(self.sampler.state_dict()), "step": self.step,
                 "loss_tail": list(self.loss_tail)}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from ``state`` (a loaded ``last.pt``): weights, optimizer, RNGs, step."""
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
+    def load_state_dict(self, state: Mapping[str, Any], source: str = "last.pt") -> None:
+        """Continue from ``state`` (a loaded ``last.pt``, named ``source`` in errors): weights,
+        optimizer, RNGs, step. Weights that do not fit the model raise ``CheckpointError``."""
+        load_weights(self.model, state["model"], source, "model")
+        load_weights(self.ema.model, state["ema"], source, "ema")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler.is_enabled() and state.get("scaler"):
