@@ -1,4 +1,4 @@
-"""``python -m fmcore.train --params P --dataset D --method M [--steps N] [--out DIR] [--attempt-log-dir DIR]``.
+"""``python -m fmcore.train --params P --dataset D --method M [--steps N] [--out DIR] [--force] [...]``.
 
 Trains one (dataset, method) job of an experiment into its run directory
 (``results/<experiment>/<dataset>/<method>/``, or ``--out``): ``checkpoint.pt`` (final, with
@@ -46,6 +46,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", required=True, help="method name (a key of params 'methods')")
     p.add_argument("--steps", type=int, default=None, help="override train.steps (optimizer updates)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: from the params)")
+    p.add_argument("--force", action="store_true",
+                   help="retrain a finished run with other settings (replaces its checkpoints)")
     p.add_argument("--attempt-log-dir", type=Path, default=None,
                    help="keep each attempt's output here, one file per rank, and attempts.tsv")
     args = p.parse_args(argv)
@@ -54,7 +56,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
+def _resume_state(run_dir: Path, job: dict, steps: int, force: bool = False) -> dict | None:
     from fmcore.tracking import mask_secret_tree
     from fmcore.training.checkpoint import CheckpointError, load_checkpoint
 
@@ -73,7 +75,14 @@ def _resume_state(run_dir: Path, job: dict, steps: int) -> dict | None:
     if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
         diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
         if ckpt["step"] >= int(ckpt["train_config"].get("steps", -1)):
-            # A finished run's state (train settings changed since): nothing to resume, start afresh.
+            # A finished run's state (train settings changed since): nothing to resume. Its final
+            # checkpoint.pt (and the evaluation of it) is finished work: only --force replaces it.
+            # (Snakemake and DVC delete checkpoint.pt themselves before re-running a changed job.)
+            if (run_dir / "checkpoint.pt").exists() and not force:
+                raise CheckpointError(
+                    f"{run_dir / 'checkpoint.pt'}: a finished run ({ckpt['step']} steps); training with other "
+                    f"settings ({', '.join(f'{k}: {have.get(k)} -> {want.get(k)}' for k in diff)}) would "
+                    "replace it and its periodic checkpoints; pass --force to retrain")
             print(f"{last}: finished run with other train settings ({', '.join(diff)}); starting afresh",
                   file=sys.stderr)
             return None
@@ -157,7 +166,7 @@ def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv: DistEnv, at
     if denv.is_main:  # a SIGKILL mid-write leaves a temp file; the real files are intact
         for folder in (run_dir, run_dir / "checkpoints", run_dir / "mlflow_artifacts"):
             remove_stale_temp(folder)
-    resume = _resume_state(run_dir, job, steps)
+    resume = _resume_state(run_dir, job, steps, force=args.force)
     if resume is None and denv.is_main:  # periodic checkpoints of an earlier run must not mix into Fig. 5
         for stale in sorted((run_dir / "checkpoints").glob("step_*.pt")):
             stale.unlink()
@@ -199,7 +208,11 @@ def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv: DistEnv, at
         return PREEMPTED_EXIT_CODE, "requeued" if requeued else "preempted", result.step
     if not denv.is_main:
         return 0, "finished", result.step
-    tracker.set_tags({"fmrepro.checkpoint": str(result.checkpoint)})
+    from fmcore.data.manifest import file_digest
+
+    # the report keeps only evaluations of this very file (fmcore.report.collect)
+    tracker.set_tags({"fmrepro.checkpoint": str(result.checkpoint),
+                      "fmrepro.checkpoint_sha256": file_digest(result.checkpoint)})
     delivered = tracker.close(status="FINISHED")
     metrics = {"final_loss": result.final_loss, "steps": result.step, "samples_per_s": result.samples_per_s,
                "train_seconds": result.seconds, "train_cpu_seconds": result.cpu_seconds,
@@ -220,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # ParamsError, DataError, CheckpointError, bad config values
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # TrainingDiverged (NaN/inf loss or weights): one line, no traceback
+        from fmcore.training.loop import TrainingDiverged
+
+        if not isinstance(exc, TrainingDiverged):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # full disk, unwritable run directory: one line, no traceback
         where = exc.filename or args.out or f"run directory of {args.dataset}/{args.method}"
         print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)

@@ -138,7 +138,30 @@ def test_latest_finished_evaluation_wins(report, store: dict) -> None:
     row = table[(table.dataset == "cifar10") & (table.method == "fm_ot")].iloc[0]
     assert row.mlflow_run_id == store["ids"][("cifar10", "fm_ot")] != store["old"]
     assert float(row.nll_bpd) == 3.05 and row.quality_metric == "fid"
-    assert any(store["old"] in n and "superseded" in n for n in report.notes)
+    # the old evaluation is of an earlier training run of the pair: stale, not merely superseded
+    assert any(store["old"] in n and n.startswith("stale:") for n in report.notes)
+
+
+def test_stale_evaluation_is_left_out_with_its_reason(tmp_path: Path) -> None:
+    """A training re-run after its evaluation (new run), or a checkpoint changed under an evaluation
+    (same run, other sha256): the cell stays empty and the warning says why, never the old values."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "art").as_uri())
+    (tmp_path / "npz").mkdir()
+    old_eval = _add_job(client, exp_id, "digits", "fm_ot", tmp_path / "npz", 10, (1.41, 12.5, 90.0))
+    new_train = _add_job(client, exp_id, "digits", "fm_ot", tmp_path / "npz", 20, None)  # retrained, not evaluated
+    eval_ddpm = _add_job(client, exp_id, "digits", "ddpm", tmp_path / "npz", 30, (1.52, 11.0, 150.0))
+    train_ddpm = client.get_run(eval_ddpm).data.tags["fmrepro.train_run_id"]
+    client.set_tag(train_ddpm, "fmrepro.checkpoint_sha256", "a" * 64)
+    client.set_tag(eval_ddpm, "fmrepro.checkpoint_sha256", "b" * 64)
+    rep = build_report(EXPERIMENT, uri, tmp_path / "out", expected=[("digits", "fm_ot"), ("digits", "ddpm")],
+                       figures=False)
+    table = _csv(rep)
+    assert (table.nll_bpd == "").all() and (table.mlflow_run_id == "").all()
+    assert any("digits/fm_ot" in w and old_eval in w and new_train in w and "stale" in w for w in rep.warnings)
+    assert any("digits/ddpm" in w and "sha256 bbbbbbbbbbbb" in w for w in rep.warnings)
+    assert not any("no finished evaluation run" in w for w in rep.warnings)
 
 
 def test_paper_values_joined(report) -> None:

@@ -189,9 +189,18 @@ def test_changed_settings_after_a_finished_run_start_afresh(tmp_path, monkeypatc
     assert main(argv) == 0
     run_dir = tmp_path / "results" / "smoke" / "checkerboard" / "fm_ot"
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt")) == ["step_10.pt", "step_20.pt"]
-    # New lr and snapshot period: the finished state is not resumed, old step files are gone.
+    # New lr and snapshot period. While the finished checkpoint.pt is there, retraining would replace
+    # finished work (whose evaluation may exist): refused without --force, nothing touched.
     tiny_params(tmp_path, {"train": {"checkerboard": {"steps": 20, "checkpoint_every": 20, "lr": 1.0e-3}}})
+    before = {p.name: p.read_bytes() for p in run_dir.rglob("*.pt")}
     capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt: a finished run" in err and "lr: 0.003 -> 0.001" in err and "--force" in err, err
+    assert {p.name: p.read_bytes() for p in run_dir.rglob("*.pt")} == before
+    # Snakemake and DVC delete the declared output checkpoint.pt before re-running a changed job: the
+    # finished state is then not resumed, old step files are gone.
+    (run_dir / "checkpoint.pt").unlink()
     assert main(argv) == 0
     assert "starting afresh" in capsys.readouterr().err
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt")) == ["step_20.pt"]

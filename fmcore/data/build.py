@@ -12,12 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fmcore.data.atomic import atomic_dir
 from fmcore.data.cifar10 import prepare_cifar10
 from fmcore.data.digits import prepare_digits
 from fmcore.data.errors import DataError
 from fmcore.data.imagenet_folder import prepare_imagenet_folder
 from fmcore.data.imagenet_npz import prepare_imagenet_npz
+from fmcore.data.loaders import check_finite
 from fmcore.data.manifest import (
     FORMAT_VERSION,
     MANIFEST,
@@ -115,6 +118,9 @@ def prepare(
     raw_path = Path(raw) if raw is not None else (Path(cfg["raw"]) if cfg.get("raw") else None)
     with atomic_dir(out) as tmp:
         result = SOURCES[cfg["source"]](cfg, raw_path, tmp)
+        for split in ("train", "test"):  # a reader fed NaN/inf raw data must not produce a dataset
+            if (tmp / f"{split}.npy").is_file():
+                check_finite(np.load(tmp / f"{split}.npy", mmap_mode="r"), out / f"{split}.npy")
         manifest = build_manifest(
             tmp, dataset, cfg["source"], params, result["source_checksums"], result["info"]
         )

@@ -90,6 +90,22 @@ class PreparedDataset(Dataset):
         return self._convert(self.array[:])
 
 
+def check_finite(array: np.ndarray, path: str | Path, chunk: int = 1 << 16) -> None:
+    """Refuse a floating-point split holding NaN or inf (it would train to NaN and exit 0).
+
+    Raises:
+        DataError: naming the file and the first bad row.
+    """
+    if not np.issubdtype(array.dtype, np.floating):
+        return  # uint8 images cannot hold NaN
+    for start in range(0, len(array), chunk):
+        bad = ~np.isfinite(np.asarray(array[start:start + chunk]))
+        if bad.any():
+            row = start + int(np.argwhere(bad)[0][0])
+            raise DataError(f"{path}: row {row} holds a non-finite value ({bad.sum()} in rows {start}-"
+                            f"{start + len(bad) - 1}); expected finite data")
+
+
 def load_split(
     data_dir: str | Path,
     split: str,
@@ -104,10 +120,12 @@ def load_split(
         split: ``"train"`` or ``"test"``.
         dequantize: images only; uniform dequantization (True) or bin centres (False).
         generator: torch generator for the dequantization noise.
-        check: recompute all sha256 against the manifest first (:func:`fmcore.data.verify`).
+        check: recompute all sha256 against the manifest first (:func:`fmcore.data.verify`) and
+            refuse non-finite values (:func:`check_finite`).
 
     Raises:
-        DataError: unknown split, missing or unreadable files, or a shape the manifest does not list.
+        DataError: unknown split, missing or unreadable files, a shape the manifest does not list,
+            or (with ``check``) NaN/inf in a float split.
     """
     _check_split(split)
     data_dir = Path(data_dir)
@@ -125,6 +143,8 @@ def load_split(
             f"{path}: shape {list(array.shape)} {array.dtype}, "
             f"manifest says {expected} {manifest.get('dtype')}"
         )
+    if check:
+        check_finite(array, path)
     return PreparedDataset(array, manifest, dequantize=dequantize, generator=generator)
 
 

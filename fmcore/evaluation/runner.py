@@ -126,6 +126,7 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
             "fmrepro.quality_metric": summary["quality_metric"],
             "fmrepro.stand_in": str(summary["stand_in"]).lower(),
             "fmrepro.checkpoint": str(ctx.model.checkpoint), "fmrepro.checkpoint_step": str(ctx.model.step),
+            "fmrepro.checkpoint_sha256": ctx.model.checkpoint_sha256,
             "fmrepro.git_commit": git_commit(), "fmrepro.host": platform.node(),
             "fmrepro.device": _device_name(ctx.model.device),
             "fmrepro.parts": ",".join(results),
@@ -174,6 +175,11 @@ def evaluate_job(
     ref_info = json.loads(ref_json.read_text()) if ref_json.is_file() else None
     test = load_split(job["paths"]["data_dir"], "test")
     ctx = EvalContext(job=job, model=model, quality=None, test=test, eval_dir=eval_dir)
+    sizes = {"nll.n": cfg["nll"]["n"], "during_training.nll_n": cfg.get("during_training", {}).get("nll_n", 0)}
+    for key, n in sizes.items():
+        if int(n) > len(test):  # would silently evaluate fewer points than requested and logged
+            raise ValueError(f"evaluate.{dataset}.{key}={n}: the test split has {len(test)} points; expected at "
+                             f"most {len(test)}")
     base = {"checkpoint": model.checkpoint_sha256, "seed": ctx.seed,
             "data_hash": dataset_hash(job["paths"]["data_dir"]),
             "reference": (ref_info or {}).get("fingerprint")}  # fmt: skip

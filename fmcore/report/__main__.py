@@ -13,6 +13,7 @@ Exit status: 0 written (missing runs are warned about on stderr and in the READM
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -20,10 +21,13 @@ from pathlib import Path
 from fmcore.config import ParamsError, jobs, load_params
 from fmcore.report.build import build_report
 from fmcore.report.collect import resolve_tracking_uri
+from fmcore.tracking.base import redact_uri, scrub
 
 __all__ = ["main", "parse_args"]
 
 DEFAULT_PARAMS = "params/smoke.yaml"
+# where the errors of an unreadable or unreachable store come from (one line each, no traceback)
+STORE_ERRORS = ("mlflow", "sqlalchemy", "requests", "urllib3", "alembic")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +61,9 @@ def _portable(arg: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = parse_args(argv)
+    # an unreachable server fails in seconds instead of MLflow's minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
         expected, data_dir, experiment = None, "data/prepared", args.experiment
         if args.params or not args.experiment:
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         uri = resolve_tracking_uri(args.tracking_uri)
         out = Path(args.out) if args.out else Path("reports") / experiment
         given = argv if argv is not None else sys.argv[1:]
-        command = "python -m fmcore.report " + shlex.join(_portable(a) for a in given)
+        command = "python -m fmcore.report " + shlex.join(_portable(redact_uri(a)) for a in given)
         report = build_report(experiment, _portable(uri), out, expected=expected, data_dir=data_dir,
                               command=command, figures=not args.no_figures)
     except (ParamsError, ValueError) as exc:  # ReportError is a ValueError
@@ -77,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # full disk, unwritable output directory: one line, no traceback
         print(f"error: {exc.filename or args.out or 'reports'}: {exc.strerror or exc}",
               file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the store failed: MLflow, SQLAlchemy, requests errors
+        if not type(exc).__module__.startswith(STORE_ERRORS):
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        print(f"error: {redact_uri(uri)}: cannot read the MLflow store ({type(exc).__name__}: "
+              f"{scrub(first, uri)})", file=sys.stderr)
         return 1
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -16,6 +16,7 @@ from fmcore.report.paper import load_paper_table
 from fmcore.report.readme import dvc_data_hashes, render_readme
 from fmcore.report.table import Table1, build_table1, format_csv
 from fmcore.report.table_format import latex_table, markdown_table
+from fmcore.tracking.base import redact_uri
 
 __all__ = ["Report", "build_report"]
 
@@ -71,10 +72,14 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
     paper = load_paper_table()
     table = build_table1(expected, runs.evaluations, paper)
     warnings = []
-    if table.missing:
-        listed = ", ".join(f"{d}/{m}" for d, m in table.missing)
-        warnings.append(f"{len(table.missing)} expected run(s) have no finished evaluation run in MLflow "
+    missing = [p for p in table.missing if p not in runs.stale]
+    if missing:
+        listed = ", ".join(f"{d}/{m}" for d, m in missing)
+        warnings.append(f"{len(missing)} expected run(s) have no finished evaluation run in MLflow "
                         f"experiment {experiment!r}: {listed} (shown as empty rows)")
+    for (d, m), why in runs.stale.items():
+        if (d, m) in table.missing:
+            warnings.append(f"{d}/{m}: left empty, its evaluation is stale ({why})")
     table_md = markdown_table(table, experiment)
     files = [atomic_write_text(out_dir / "table1.csv", format_csv(table.rows))]
     if not table.nats.empty:
@@ -87,8 +92,8 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
         notes += data.notes
         files += draw_figures(data, out_dir)
     datasets = list(dict.fromkeys(d for d, _ in expected))
-    readme = render_readme(experiment=experiment, command=command, tracking_uri=tracking_uri, table=table,
-                           table_md=table_md, evaluations=runs.evaluations, paper=paper, warnings=warnings,
+    readme = render_readme(experiment=experiment, command=command, tracking_uri=redact_uri(tracking_uri),
+                           table=table, table_md=table_md, evaluations=runs.evaluations, paper=paper, warnings=warnings,
                            notes=notes, dvc=dvc_data_hashes(Path(dvc_lock), data_dir, datasets),
                            figures=figures)
     files.append(atomic_write_text(out_dir / "README.md", readme))

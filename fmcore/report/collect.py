@@ -4,7 +4,10 @@ Nothing is recomputed here: every number comes from ``mlflow.search_runs`` (last
 each metric) or from ``MlflowClient.get_metric_history``. Per (dataset, method) the
 report uses the latest *finished* evaluation run; its training run (tag
 ``fmrepro.train_run_id``, else ``mlflow.parentRunId``) supplies the git commit and the
-data hash.
+data hash. An evaluation counts only if it evaluated the checkpoint that the *current*
+training run of its pair (the latest one started) produced: same training run id, and the
+same ``fmrepro.checkpoint_sha256`` where both runs carry it. Any other evaluation is
+*stale* (the training was re-run since): it is left out, and ``ExperimentRuns.stale`` says why.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from fmcore.tracking.base import redact_uri
+
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "EVAL_METRICS",
@@ -31,10 +36,12 @@ __all__ = [
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
 METHOD_ORDER = ("fm_ot", "fm_vp", "ddpm", "score_ve", "scoreflow", "rectified_flow", "ot_cfm")
 EVAL_METRICS = ("nll_bpd", "nll_bpd_se", "nll_nats", "nll_nats_se", "quality", "nfe", "straightness")
 _PROVENANCE_TAGS = {"git_commit": "fmrepro.git_commit", "data_hash": "fmrepro.data_hash",
-                    "host": "fmrepro.host", "device": "fmrepro.device"}
+                    "host": "fmrepro.host", "device": "fmrepro.device",
+                    "checkpoint_sha256": "fmrepro.checkpoint_sha256"}
 
 
 class ReportError(ValueError):
@@ -49,6 +56,11 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
             silently create an empty one).
     """
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    if scheme not in STORE_SCHEMES:
+        raise ReportError(f"{redact_uri(uri)}: not a tracking URI this report reads; expected one of "
+                          f"{', '.join(s + ':' for s in STORE_SCHEMES)} (e.g. sqlite:///mlflow.db, "
+                          "http://host:5000)")
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
         if not db.is_file():
@@ -80,6 +92,8 @@ class ExperimentRuns:
             ``EVAL_METRICS`` columns, ``metric_keys``: tuple of every metric it logged).
         seen: every (dataset, method) with any training or evaluation run, sorted.
         notes: human-readable remarks (ignored unfinished or superseded runs).
+        stale: (dataset, method) -> why its only evaluations were left out (they evaluated an
+            earlier training run's checkpoint).
     """
 
     experiment: str
@@ -88,6 +102,7 @@ class ExperimentRuns:
     evaluations: pd.DataFrame
     seen: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
+    stale: dict[tuple[str, str], str]
 
 
 def _column(frame: pd.DataFrame, name: str, default: object = "") -> pd.Series:
@@ -121,7 +136,36 @@ def _base_frame(runs: pd.DataFrame, stage: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+def _current(evals: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Keep the evaluations of each pair's current training run and checkpoint (module docstring)."""
+    latest = train.drop_duplicates(["dataset", "method"], keep="last").set_index(["dataset", "method"])
+    keep, stale = [], {}
+    for row in evals.itertuples():
+        pair = (row.dataset, row.method)
+        if pair not in latest.index:  # no training run recorded (e.g. a store filled by hand): trust it
+            keep.append(True)
+            continue
+        cur = latest.loc[pair]
+        same_run = row.train_run_id == cur["run_id"]
+        same_file = not (row.checkpoint_sha256 and cur["checkpoint_sha256"]) or \
+            row.checkpoint_sha256 == cur["checkpoint_sha256"]
+        keep.append(same_run and same_file)
+        if not keep[-1]:
+            why = (f"evaluation run {row.run_id} evaluated training run {row.train_run_id}, but the current "
+                   f"training run of {row.dataset}/{row.method} is {cur['run_id']} (status {cur['status']}, "
+                   f"started {cur['start_time']}): re-run its evaluation" if not same_run else
+                   f"evaluation run {row.run_id} evaluated a checkpoint with sha256 {row.checkpoint_sha256[:12]}, "
+                   f"training run {cur['run_id']} finished with {cur['checkpoint_sha256'][:12]}: re-run its "
+                   "evaluation")
+            notes.append(f"stale: {why}")
+            stale[pair] = why
+    evals = evals[keep] if len(evals) else evals
+    for pair in {(d, m) for d, m in zip(evals["dataset"], evals["method"], strict=True)}:
+        stale.pop(pair, None)  # a current evaluation exists as well
+    return evals, stale
+
+
+def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, dict]:
     evals = _base_frame(runs, "evaluate")
     sub = runs.set_index("run_id").loc[evals["run_id"]] if len(evals) else runs.iloc[0:0]
     evals["train_run_id"] = [
@@ -140,6 +184,7 @@ def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> p
     for row in evals[evals["status"] != "FINISHED"].itertuples():
         notes.append(f"ignored evaluation run {row.run_id} ({row.dataset}/{row.method}): status {row.status}")
     evals = evals[evals["status"] == "FINISHED"]
+    evals, stale = _current(evals, train, notes)
     superseded = evals[evals.duplicated(["dataset", "method"], keep="last")]
     for row in superseded.itertuples():
         notes.append(f"superseded evaluation run {row.run_id} ({row.dataset}/{row.method}): "
@@ -151,8 +196,8 @@ def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> p
         evals[col] = [
             by_id.at[rid, col] if rid in by_id.index and by_id.at[rid, col] else own
             for rid, own in zip(evals["train_run_id"], evals[col], strict=True)
-        ]
-    return evals.reset_index(drop=True)
+        ] if col != "checkpoint_sha256" else evals[col]
+    return evals.reset_index(drop=True), stale
 
 
 def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
@@ -165,7 +210,7 @@ def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
-        raise ReportError(f"{tracking_uri}: no MLflow experiment named {experiment!r} (known: {known})")
+        raise ReportError(f"{redact_uri(tracking_uri)}: no MLflow experiment named {experiment!r} (known: {known})")
     with _tracking_uri(tracking_uri):
         runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
     if runs.empty:
@@ -177,12 +222,12 @@ def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
         notes.append(f"ignored run {run_id}: tag fmrepro.dataset or fmrepro.method missing")
     runs = runs.drop(untagged.index)
     train = _base_frame(runs, "train")
-    evaluations = _evaluations(runs, train, notes)
+    evaluations, stale = _evaluations(runs, train, notes)
     pairs = {(d, m) for d, m in zip(train["dataset"], train["method"], strict=True)}
     pairs |= {(d, m) for d, m in zip(*(_base_frame(runs, "evaluate")[c] for c in ("dataset", "method")),
                                      strict=True)}
     seen = tuple(sorted(pairs, key=lambda p: (p[0], _method_key(p[1]))))
-    return ExperimentRuns(experiment, tracking_uri, train, evaluations, seen, tuple(notes))
+    return ExperimentRuns(experiment, tracking_uri, train, evaluations, seen, tuple(notes), stale)
 
 
 def metric_history(client: MlflowClient, run_id: str, key: str) -> pd.DataFrame:

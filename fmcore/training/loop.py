@@ -15,6 +15,7 @@ have made. Adam, the LR schedule, gradient clipping (global norm), EMA, bf16 aut
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,10 +36,14 @@ from fmcore.training.sampler import BatchSampler
 from fmcore.training.schedule import build_scheduler
 from fmcore.training.state import TrainState
 
-__all__ = ["TrainResult", "train_loop"]
+__all__ = ["TrainResult", "TrainingDiverged", "train_loop"]
 
 NOISE_KEY = 1  # derive_seed(seed, step, chunk, NOISE_KEY) -> x_0, t ; DATA_KEY -> dequantization
 DATA_KEY = 2
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became non-finite; the run stops (``last.pt`` keeps the last finite state)."""
 
 
 @dataclass
@@ -121,12 +126,28 @@ def train_loop(
                 "method": job["method"], "model_config": job["model"], "path_config": job["path"],
                 "train_config": mask_secret_tree({**tcfg, "steps": steps}), "step": st.step, "mlflow_run_id": tracker.run_id}
 
+    saved = {"step": st.step if resume is not None else None}  # step of the newest last.pt
+
+    def diverged(what: str, at: int) -> TrainingDiverged:
+        kept = (f"{run_dir / 'last.pt'} keeps step {saved['step']}, the last finite state"
+                if saved["step"] is not None else "no last.pt was written")
+        return TrainingDiverged(f"{job['dataset']}/{job['method']}: {what} at step {at}/{steps}; training "
+                                f"stopped ({kept}); lower train.{job['dataset']}.lr or check the data")
+
+    def check_weights() -> None:
+        """Before a checkpoint (every rank: DDP weights are equal, so all stop together)."""
+        if not bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
+            raise diverged("non-finite weights", st.step)
+
     def save(name: str, flush: bool = True) -> Path | None:
+        check_weights()
         if not denv.is_main:
             return None
         if flush:  # deliver (or spool) the losses logged so far and learn the MLflow run id, so a
             tracker.flush(timeout=30.0)  # job killed after this checkpoint resumes into the same run
-        return save_checkpoint({**header(), "kind": "state", **st.state_dict()}, run_dir / name)
+        out = save_checkpoint({**header(), "kind": "state", **st.state_dict()}, run_dir / name)
+        saved["step"] = st.step
+        return out
 
     def save_snapshot() -> None:
         """Fig. 5's periodic checkpoint: header + the weights evaluation reads, nothing to resume from."""
@@ -152,6 +173,9 @@ def train_loop(
             dist.all_reduce(losses)
             losses /= denv.world_size
         values = losses.tolist()
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:  # read here, once per window: no extra device sync per step
+            raise diverged(f"non-finite loss ({values[bad[0]]})", step_log + bad[0] + 1)
         first_loss = values[0] if first_loss is None else first_loss
         st.loss_tail.extend(values)
         now = time.perf_counter()
