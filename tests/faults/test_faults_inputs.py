@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,8 @@ def _params(mutate: Callable[[dict], None]) -> Callable[[Path], None]:
     def setup(work: Path) -> None:
         p = tiny_params()
         mutate(p)
-        write_params(work, p, "bad.yaml")
+        path = write_params(work, p, "bad.yaml")
+        path.write_text(path.read_text().replace("__DATE__", "2024-01-01"))  # an unquoted YAML date
     return setup
 
 
@@ -114,6 +116,34 @@ def _rename_dataset(new: str) -> Callable[[dict], None]:
     return mutate
 
 
+def _nan_in_data(work: Path) -> None:
+    """train.npy with one NaN row, and a manifest that agrees with it (checksums pass)."""
+    import hashlib
+    import json
+
+    path = work / TRAIN_NPY
+    arr = np.load(path)
+    arr[7] = np.nan
+    path.unlink()
+    with open(path, "wb") as f:
+        np.save(f, arr)
+    manifest_path = path.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["train.npy"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _other_weights(work: Path) -> None:
+    """checkpoint.pt with the right header (method, model_config) but one tensor of another shape."""
+    path = work / CKPT
+    ckpt = torch.load(path, weights_only=True)
+    name = next(iter(ckpt["ema"]))
+    ckpt["ema"][name] = torch.zeros(3, 3)
+    (work / LAST).unlink()  # a hard link to checkpoint.pt: do not write through it
+    path.unlink()
+    torch.save(ckpt, path)
+
+
 def _interrupted_then(mutate: Callable[[dict], None]) -> Callable[[Path], None]:
     """last.pt of a run interrupted at step 30 (its final state, marked step 30), then params edited."""
     def setup(work: Path) -> None:
@@ -177,6 +207,45 @@ CASES = [
     Case("params-missing-file", "params", "`--params nope.yaml` (no such file)",
          ("fmcore.train", "--params", "nope.yaml", "--dataset", "checkerboard", "--method", "fm_ot"),
          ("nope.yaml",)),
+    # -- params, second round (issue 15): values JSON Schema cannot see, hostile YAML -----------
+    Case("params-lr-inf", "params", "`train.checkerboard.lr: .inf`", TRAIN_BAD,
+         ("inf", "train.checkerboard.lr", "finite"), _params(_set("train.checkerboard.lr", float("inf")))),
+    Case("params-lr-nan", "params", "`train.checkerboard.lr: .nan`", TRAIN_BAD,
+         ("nan", "train.checkerboard.lr", "finite"), _params(_set("train.checkerboard.lr", float("nan")))),
+    Case("params-seed-huge", "params", "`train.checkerboard.seed: 10**30`", TRAIN_BAD,
+         ("train.checkerboard.seed", str(10**30), "at most"), _params(_set("train.checkerboard.seed", 10**30))),
+    Case("params-job-steps-zero", "params", "`jobs.checkerboard-fm_ot.train.steps: 0` (override)", TRAIN_BAD,
+         ("jobs.checkerboard-fm_ot.train.steps", "0", "minimum"),
+         _params(_set("jobs.checkerboard-fm_ot.train", {"steps": 0}))),
+    Case("params-job-lr-negative", "params", "`jobs.checkerboard-fm_ot.train.lr: -1` (override)", TRAIN_BAD,
+         ("jobs.checkerboard-fm_ot.train.lr", "-1"), _params(_set("jobs.checkerboard-fm_ot.train", {"lr": -1}))),
+    Case("params-job-steps-string", "params", "`jobs.checkerboard-fm_ot.train.steps: ten` (override)",
+         TRAIN_BAD, ("jobs.checkerboard-fm_ot.train.steps", "'ten'", "integer"),
+         _params(_set("jobs.checkerboard-fm_ot.train", {"steps": "ten"}))),
+    Case("params-job-path-bad", "params", "`jobs.checkerboard-fm_ot.path.sigma_min: -1` (override)",
+         TRAIN_BAD, ("jobs.checkerboard-fm_ot.path.sigma_min", "-1"),
+         _params(_set("jobs.checkerboard-fm_ot.path", {"sigma_min": -1}))),
+    Case("params-data-inside-results", "params", "`data_dir: results/data` (prepare --force would empty it)",
+         PREP_BAD, ("data_dir", "results/data", "results_dir", "overlap"),
+         _params(_set("data_dir", "results/data"))),
+    Case("params-results-is-reports", "params", "`results_dir: reports`", TRAIN_BAD,
+         ("results_dir", "reports", "overlaps"), _params(_set("results_dir", "reports"))),
+    Case("params-duplicate-key", "params", "a key given twice (YAML keeps the last one silently)", TRAIN_BAD,
+         ("bad.yaml", "duplicate key", "experiment"),
+         lambda w: (w / "bad.yaml").write_text((w / "params.yaml").read_text() + "experiment: other\n")),
+    Case("params-alias-bomb", "params", "YAML aliases expanding to 10^6 values (a 300-byte file)", TRAIN_BAD,
+         ("bad.yaml", "100000 values"),
+         _text("bad.yaml", "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+             f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcde", "bcdef", strict=True)))),
+    Case("params-deep-nesting", "params", "a list nested 20000 levels deep", TRAIN_BAD,
+         ("bad.yaml", "nested"), _text("bad.yaml", "a: " + "[" * 20000 + "]" * 20000 + "\n")),
+    Case("params-not-utf8", "params", "Latin-1 bytes in the params file", TRAIN_BAD,
+         ("bad.yaml", "UTF-8", "line 1"), lambda w: (w / "bad.yaml").write_bytes(b"experiment: sm\xf6ke\n")),
+    Case("params-date-value", "params", "`experiment: 2024-01-01` (a YAML date)", TRAIN_BAD,
+         ("experiment", "date", "quote"), _params(_set("experiment", "__DATE__"))),
+    Case("params-int-key", "params", "a key `1:` (an integer)", TRAIN_BAD, ("key 1", "string"),
+         lambda w: (w / "bad.yaml").write_text("1: x\n" + (w / "params.yaml").read_text())),
+    Case("params-empty", "params", "an empty params file", TRAIN_BAD, ("bad.yaml", "empty"), _text("bad.yaml", "")),
     # -- data -----------------------------------------------------------------------------
     Case("data-truncated", "data", "train.npy cut to half its size", TRAIN, ("train.npy",),
          _truncate(TRAIN_NPY)),
@@ -189,7 +258,13 @@ CASES = [
          ("train.npy", "sha256"), _flip_byte(TRAIN_NPY)),
     Case("data-manifest-not-json", "data", "manifest.json is not JSON", TRAIN, ("manifest.json",),
          _text("data/prepared/checkerboard/manifest.json", "{broken")),
+    Case("data-nan-consistent-manifest", "data", "a NaN row in train.npy, manifest checksums updated",
+         TRAIN, ("train.npy", "row 7", "non-finite"), _nan_in_data),
     # -- checkpoints ------------------------------------------------------------------------
+    Case("ckpt-other-weights", "checkpoint", "checkpoint.pt: right header, one EMA tensor of another shape",
+         EVAL, ("checkpoint.pt", "do not fit", "1 of another shape"), _other_weights),
+    Case("ckpt-finished-retrain", "checkpoint", "`fmcore.train --steps 120` on a finished 90-step run",
+         (*TRAIN, "--steps", "120"), ("checkpoint.pt", "finished run", "steps: 90 -> 120", "--force")),
     Case("ckpt-truncated", "checkpoint", "checkpoint.pt cut to half its size", EVAL,
          ("checkpoint.pt", "corrupted"), _truncate(CKPT)),
     Case("ckpt-random-bytes", "checkpoint", "checkpoint.pt is 4 KiB of random bytes", EVAL,
@@ -230,6 +305,18 @@ CASES = [
          ("fmcore.report", "--params", "params.yaml", "--experiment", "other"), ("other", "smoke")),
     Case("cli-tracking-missing-spool", "cli", "`fmcore.tracking flush nope.jsonl`",
          ("fmcore.tracking", "flush", "nope.jsonl"), ("nope.jsonl",)),
+    Case("cli-eval-nll-n-too-large", "cli", "`evaluate.checkerboard.nll.n: 5000`, test split of 128",
+         EVAL_BAD, ("evaluate.checkerboard.nll.n=5000", "128"),
+         _params(_set("evaluate.checkerboard.nll.n", 5000))),
+    Case("cli-report-uri-not-uri", "cli", "`fmcore.report --tracking-uri notauri`",
+         ("fmcore.report", "--params", "params.yaml", "--tracking-uri", "notauri"), ("notauri", "sqlite:")),
+    Case("cli-report-store-not-db", "cli", "`fmcore.report --tracking-uri sqlite:///params.yaml`",
+         ("fmcore.report", "--params", "params.yaml", "--tracking-uri", "sqlite:///params.yaml"),
+         ("params.yaml", "cannot read", "not a database")),
+    Case("cli-report-server-down", "cli", "`fmcore.report --tracking-uri http://u:pw@127.0.0.1:9` (nothing "
+         "listens; a password in the URI)",
+         ("fmcore.report", "--params", "params.yaml", "--tracking-uri", "http://u:pw-0123@127.0.0.1:9"),
+         ("u:***@127.0.0.1:9", "cannot read")),
     Case("cli-models-bad-params", "cli", "`fmcore.models --params` with lr -0.001",
          ("fmcore.models", "--params", "bad.yaml"), ("-0.001", "lr"),
          _params(_set("train.checkerboard.lr", -0.001))),
@@ -271,7 +358,9 @@ def test_bad_input_gives_one_line_error_and_changes_nothing(ws, case):
     if case.setup is not None:
         case.setup(ws)
     before = snapshot(ws)
+    start = time.monotonic()
     out = cli(ws, *case.argv, timeout=300)
+    seconds = time.monotonic() - start
     after = snapshot(ws)
     msgs = message_lines(out.stderr)
     message = msgs[-1] if msgs else ""
@@ -282,6 +371,8 @@ def test_bad_input_gives_one_line_error_and_changes_nothing(ws, case):
         "names_value": all(s in message for s in case.expect),
         "disk_unchanged": before == after,
         "no_code_ran": not list(ws.rglob(PWNED)),
+        "within_30s": seconds < 30,
+        "no_password_shown": "pw-0123" not in out.stderr + out.stdout,
     }
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     record("input", case.id, group=case.group, what=case.what, command="python -m " + shlex.join(case.argv),
