@@ -123,7 +123,7 @@ def load_yaml_file(path: str | Path) -> Any:
         line = data[:exc.start].count(b"\n") + 1
         raise ParamsError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at line {line})") from None
     try:
-        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        value = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

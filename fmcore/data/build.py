@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fmcore.data.atomic import atomic_dir
 from fmcore.data.cifar10 import prepare_cifar10
 from fmcore.data.digits import prepare_digits
@@ -31,6 +29,7 @@ from fmcore.data.manifest import (
 )
 from fmcore.data.manifest import write_manifest as _write_manifest
 from fmcore.data.toy2d import prepare_toy2d
+from fmcore.io import read_npy
 
 __all__ = ["SOURCES", "prepare"]
 
@@ -120,7 +119,7 @@ def prepare(
         result = SOURCES[cfg["source"]](cfg, raw_path, tmp)
         for split in ("train", "test"):  # a reader fed NaN/inf raw data must not produce a dataset
             if (tmp / f"{split}.npy").is_file():
-                check_finite(np.load(tmp / f"{split}.npy", mmap_mode="r"), out / f"{split}.npy")
+                check_finite(read_npy(tmp / f"{split}.npy", mmap_mode="r"), out / f"{split}.npy")
         manifest = build_manifest(
             tmp, dataset, cfg["source"], params, result["source_checksums"], result["info"]
         )

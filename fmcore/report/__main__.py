@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.filename or args.out or 'reports'}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - the store failed: MLflow, SQLAlchemy, requests errors
+    except Exception as exc:  # the store failed: MLflow, SQLAlchemy, requests errors (others re-raised)
         if not type(exc).__module__.startswith(STORE_ERRORS):
             raise
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""

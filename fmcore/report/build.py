@@ -8,10 +8,10 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from fmcore.io import atomic_write_text
 from fmcore.report.artifacts import gather_figure_data
 from fmcore.report.collect import collect_runs
 from fmcore.report.figures import draw_figures
-from fmcore.io import atomic_write_text
 from fmcore.report.paper import load_paper_table
 from fmcore.report.readme import dvc_data_hashes, render_readme
 from fmcore.report.table import Table1, build_table1, format_csv

@@ -15,7 +15,6 @@ import threading
 
 import pytest
 import torch
-
 from faults_util import SECRET, cli, error_lines, free_port, has_traceback, record, tiny_params, write_params
 
 RUN = "results/smoke/checkerboard/fm_ot"
