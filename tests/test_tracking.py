@@ -180,3 +180,41 @@ def test_fmcore_processes_opt_out_of_mlflow_telemetry():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["true", "True"]
+
+
+def test_redact_uri_masks_passwords_and_token_queries():
+    from fmcore.tracking.base import redact_uri, scrub
+
+    assert redact_uri("http://alice:pw@host:5000/x") == "http://alice:***@host:5000/x"
+    assert redact_uri("postgresql://u:pw@localhost/db") == "postgresql://u:***@localhost/db"
+    assert redact_uri("https://host/?token=abc&x=1") == "https://host/?token=***&x=1"
+    for unchanged in ("sqlite:///mlflow.db", "http://127.0.0.1:5000", "not a uri"):
+        assert redact_uri(unchanged) == unchanged
+    assert scrub("failed: http://alice:pw@h:1 said pw", "http://alice:pw@h:1") == "failed: http://alice:***@h:1 said ***"
+
+
+def test_spool_lines_are_signed_for_their_directory(tmp_path, monkeypatch):
+    """A line copied from another run directory's spool, or edited, does not verify; 0600 files."""
+    import stat
+
+    from fmcore.tracking.spool import Spool
+
+    monkeypatch.setenv("FMREPRO_SPOOL_KEY_FILE", str(tmp_path / "key" / "spool.key"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    art = a / "x.npz"
+    art.write_bytes(b"x")
+    Spool(a / "s.jsonl").rewrite("run1", "sqlite:///m.db", [{"op": "artifact", "path": str(art)},
+                                                            {"op": "metrics", "step": 1, "ts": 0, "values": {"l": 1.0}}])
+    assert stat.S_IMODE((a / "s.jsonl").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "key" / "spool.key").stat().st_mode) == 0o600
+    got = Spool(a / "s.jsonl").load()
+    assert got.run_id == "run1" and [r["op"] for r in got.records] == ["artifact", "metrics"] and not got.refused
+    (b / "s.jsonl").write_text((a / "s.jsonl").read_text())  # copied into another run directory
+    assert len(Spool(b / "s.jsonl").load().refused) == 3
+    lines = (a / "s.jsonl").read_text().replace('"l": 1.0', '"l": 2.0')  # edited value
+    (a / "s.jsonl").write_text(lines)
+    got = Spool(a / "s.jsonl").load()
+    assert [r["op"] for r in got.records] == ["artifact"] and got.refused == ["line 3: no valid signature"]
+    assert (a / "s.jsonl.rejected").read_text() == lines

@@ -66,12 +66,13 @@ def _losses(uri: str, run_id: str | None, run_name: str) -> tuple[dict[int, floa
 SERVER_STEPS = 1500  # long enough that the outage falls inside training
 
 
-def _flush(work: Path, spool: Path, tries: int = 3) -> bool:
-    """The documented recovery for records still spooled at exit: `python -m fmcore.tracking flush`."""
+def _flush(work: Path, spool: Path, uri: str, tries: int = 3) -> bool:
+    """The documented recovery for records still spooled at exit: `python -m fmcore.tracking flush`
+    in the jobs' environment (the same MLFLOW_TRACKING_URI; the URI in the spool is not used)."""
     for _ in range(tries):
         if not spool.exists():
             return True
-        out = cli(work, "fmcore.tracking", "flush", str(spool.relative_to(work)))
+        out = cli(work, "fmcore.tracking", "flush", str(spool.relative_to(work)), MLFLOW_TRACKING_URI=uri)
         if out.returncode == 0:
             return True
         time.sleep(5)
@@ -113,7 +114,7 @@ def test_tracking_server_killed_and_restarted_mid_run(fresh_ws):
                 no_id.append(m)
             spool = _run_dir(fresh_ws, m) / "mlflow_spool.jsonl"
             spooled[m] = spool.exists()
-            assert _flush(fresh_ws, spool), f"{spool} could not be delivered"
+            assert _flush(fresh_ws, spool, uri), f"{spool} could not be delivered"
             got, statuses[m] = _losses(uri, meta["mlflow_run_id"], f"train/checkerboard/{m}")
             missing[m] = sorted(set(loss_windows(SERVER_STEPS)) - set(got))
     finally:
