@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_evaluate import REPO, _checkpoints, _params
 
 from fmcore.config import load_params, resolve_job
 from fmcore.evaluate import main
 from fmcore.evaluation import evaluate_job, make_reference
-
-from test_evaluate import REPO, _checkpoints, _params
 
 pytestmark = pytest.mark.slow
 
