@@ -4,12 +4,14 @@
 
     python -m fmcore.evaluate reference --params P --dataset D [--force]
     python -m fmcore.evaluate run --params P --dataset D --method M
-        [--only nll,quality,nfe,sweep,during_training,trajectories,snapshots] [--strict]
+        [--only nll,quality,nfe,sweep,during_training,trajectories,snapshots] [--strict] [--shard s/S]
 
 ``reference`` writes ``results/<exp>/<D>/reference/`` (statistics of the training split,
 the digits feature CNN, fresh 2D samples); ``run`` evaluates the final EMA checkpoint of
 ``results/<exp>/<D>/<M>/`` into ``eval/metrics.json`` + npz arrays and one MLflow
-evaluation run. Errors are one line on stderr and exit status 2.
+evaluation run; ``--shard s/S`` computes only shard s of the per-sample work into the
+shared batch cache and ``eval/shards/shard_<s>_of_<S>.json`` (a later ``run`` without
+``--shard`` merges; docs/evaluation.md). Errors are one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -37,9 +39,24 @@ def _parser() -> argparse.ArgumentParser:
     ref.add_argument("--force", action="store_true", help="recompute even if up to date")
     run.add_argument("--method", required=True)
     run.add_argument("--strict", action="store_true", help="exit 1 if any part's ODE solve failed")
+    run.add_argument("--shard", default=None, metavar="s/S",
+                     help="compute only shard s (0-based) of S of the per-sample work; merge with a plain run")
     run.add_argument("--only", default=None,
                      help="comma list of parts: nll,quality,nfe,sweep,during_training,trajectories,snapshots")
     return parser
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``"2/8"`` -> ``(2, 8)``; None -> None."""
+    if text is None:
+        return None
+    try:
+        s, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected s/S, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= s < n):
+        raise ValueError(f"--shard {text!r}: expected s/S with 0 <= s < S")
+    return s, n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             only = parse_only(args.only)
             job = resolve_job(params, args.dataset, args.method)
             torch.set_num_threads(int(job["evaluate"].get("num_threads", 1)) or torch.get_num_threads())
-            out = evaluate_job(params, args.dataset, args.method, only=only)
+            out = evaluate_job(params, args.dataset, args.method, only=only, shard=_shard(args.shard))
     except (ValueError, OSError) as exc:  # ParamsError, DataError, CheckpointError are ValueErrors
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)

@@ -231,3 +231,24 @@ def test_params_path_with_shell_metacharacters_never_reaches_a_shell_unquoted(tm
     assert shlex.quote(str(path)) in out.stdout + out.stderr
     assert not list(tmp_path.rglob("INJECTED*")) and not list(ROOT.glob("INJECTED*"))
     assert not list(work.glob("INJECTED*"))
+
+
+def test_sharded_evaluation_adds_one_gpu_job_per_shard_and_a_merge(tmp_path):
+    """`evaluate.cifar10.shards: 4` in the paper grid: 4 `evaluate_shard` GPU jobs per CIFAR-10
+    job, each with its `--shard s/4`, and the usual `evaluate` job (the merge) after them."""
+    params = load_yaml(PAPER)
+    params["evaluate"]["cifar10"]["shards"] = 4
+    path = write_yaml(tmp_path / "paper_sharded.yaml", params)
+    placeholder_raw_inputs(params, tmp_path)
+    out = snakemake("-n", "-p", "-d", str(tmp_path), "--configfile", str(path))
+    assert out.returncode == 0, out.stderr + out.stdout
+    jobs = dry_run_jobs(out.stdout + out.stderr)
+    shards = [j for j in jobs if j["rule"] == "evaluate_shard"]
+    assert len(shards) == 5 * 4  # five CIFAR-10 methods x 4 shards
+    assert {(j["wildcards"]["shard"], j["wildcards"]["shards"]) for j in shards} == {(str(s), "4") for s in range(4)}
+    assert {j["wildcards"]["dataset"] for j in shards} == {"cifar10"}
+    for job in shards:
+        assert job["resources"]["slurm_extra"] == "--ntasks-per-node=1 --gpus-per-node=1", job
+    for s in range(4):
+        assert f"--shard {s}/4" in out.stdout
+    assert Counter(j["rule"] for j in jobs)["evaluate"] == 16

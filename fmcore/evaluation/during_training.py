@@ -38,8 +38,10 @@ def periodic_checkpoints(run_dir: str | Path, every: int) -> list[tuple[int, Pat
     return sorted(found)
 
 
-def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
-    """Evaluate every selected periodic checkpoint (see module docstring)."""
+def run_during_training(ctx: EvalContext, fingerprint: dict,
+                        shard: tuple[int, int] | None = None) -> PartResult | None:
+    """Evaluate every selected periodic checkpoint (see module docstring); with ``shard=(s, S)``
+    only the checkpoints i with i mod S = s, and None (the merge reads them all)."""
     cfg = ctx.cfg["during_training"]
     ckpts = [(s, p) for s, p in periodic_checkpoints(ctx.job["paths"]["run_dir"], int(cfg["every"]))
              if s <= ctx.model.step]  # stale files of a longer earlier run are not this run's history
@@ -72,7 +74,10 @@ def run_during_training(ctx: EvalContext, fingerprint: dict) -> PartResult:
                 "nll": np.array([nll[nll_key]]), "nfe": np.array([q["nfe"]])}  # fmt: skip
 
     fp_all = {**fingerprint, "checkpoints": [(s, p.stat().st_size, p.stat().st_mtime_ns) for s, p in ckpts]}
-    res = BatchCache(partial / "during_training", fp_all).run(len(ckpts), one, desc="during training")
+    res = BatchCache(partial / "during_training", fp_all).run(len(ckpts), one, desc="during training",
+                                                              shard=shard)
+    if res is None:
+        return None
     out = PartResult(arrays={k: res[k] for k in ("step", "quality", "nll", "nfe")},
                      info={"checkpoints": [p.name for _, p in ckpts], "nll_unit": nll_key})  # fmt: skip
     for i, step in enumerate(res["step"].tolist()):

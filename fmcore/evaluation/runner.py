@@ -19,6 +19,13 @@ Every invocation then writes ``<eval_dir>/metrics.json`` (DVC metrics) from all 
 cached parts and logs them as one new MLflow run ``eval/<dataset>/<method>`` (child of the
 training run; tags and metric names as docs/CONTRACTS.md), so the latest evaluation run
 of a job always holds the union of its finished parts.
+
+Sharded (``evaluate.<dataset>.shards`` = S > 1; ``--shard s/S``): shard s computes only its
+batches of the per-sample parts (``SHARDED``: NLL test images, quality samples, sweep runs,
+during-training checkpoints; :class:`fmcore.evaluation.io.BatchCache`) into the shared
+``partial/`` cache and writes ``eval/shards/shard_<s>_of_<S>.json``: no part result, no
+metrics.json, no MLflow run. The unsharded invocation after all shards (the merge) finds
+every batch on disk and writes exactly what an unsharded run writes, and the one MLflow run.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ _DEPENDS = {  # params sections of evaluate.<ds> each part depends on
 }  # fmt: skip
 _USES_QUALITY = ("quality", "sweep", "during_training")
 OPTIONAL = ("during_training", "trajectories", "snapshots")  # run only where configured
+SHARDED = ("nll", "quality", "sweep", "during_training")  # per-sample work split by --shard (the rest: merge)
 
 
 def parse_only(text: str | None) -> list[str]:
@@ -77,20 +85,23 @@ def parse_only(text: str | None) -> list[str]:
     return out
 
 
-def _compute(part: str, ctx: EvalContext, fp: dict) -> PartResult:
+def _compute(part: str, ctx: EvalContext, fp: dict,
+             shard: tuple[int, int] | None = None) -> PartResult | None:
+    """One part's result, or None for a shard (its batches are on disk)."""
     partial = ctx.eval_dir / "partial"
     if part == "nll":
-        m, arrays = nll_metrics(ctx, ctx.model, ctx.cfg["nll"], int(ctx.cfg["nll"]["n"]), partial / "nll", fp)
-        return PartResult(metrics=m, arrays=arrays)
+        out = nll_metrics(ctx, ctx.model, ctx.cfg["nll"], int(ctx.cfg["nll"]["n"]), partial / "nll", fp,
+                          shard=shard)
+        return None if out is None else PartResult(metrics=out[0], arrays=out[1])
     if part == "quality":
         q = ctx.cfg["quality"]
-        m, arrays = quality_metrics(ctx, ctx.model, ctx.quality, int(q["n_samples"]), int(q["batch_size"]),
-                                    partial / "quality", fp)  # fmt: skip
-        return PartResult(metrics=m, arrays=arrays)
+        out = quality_metrics(ctx, ctx.model, ctx.quality, int(q["n_samples"]), int(q["batch_size"]),
+                              partial / "quality", fp, shard=shard)  # fmt: skip
+        return None if out is None else PartResult(metrics=out[0], arrays=out[1])
     if part == "sweep":
-        return run_sweep(ctx, fp)
+        return run_sweep(ctx, fp, shard=shard)
     if part == "during_training":
-        return run_during_training(ctx, fp)
+        return run_during_training(ctx, fp, shard=shard)
     return run_trajectories(ctx) if part == "trajectories" else run_snapshots(ctx)
 
 
@@ -154,12 +165,17 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
 def evaluate_job(
     params: dict, dataset: str, method: str, only: list[str] | None = None,
     feature_network: FeatureNetwork | None = None, log: Callable[[str], None] = print,
+    shard: tuple[int, int] | None = None,
 ) -> dict:
-    """Evaluate the final checkpoint of one job; returns the content of ``metrics.json``.
+    """Evaluate the final checkpoint of one job; returns the content of ``metrics.json``
+    (with ``shard=(s, S)``: the content of the shard's marker file; module docstring).
 
     Raises:
-        ValueError: bad params, a missing checkpoint / reference / Inception file, bad data.
+        ValueError: bad params, a missing checkpoint / reference / Inception file, bad data,
+            a shard index outside ``0 .. S-1``.
     """
+    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"--shard {shard[0]}/{shard[1]}: expected s/S with 0 <= s < S")
     job = resolve_job(params, dataset, method)
     run_dir = Path(job["paths"]["run_dir"])
     ckpt = run_dir / "checkpoint.pt"
@@ -185,6 +201,8 @@ def evaluate_job(
             "reference": (ref_info or {}).get("fingerprint")}  # fmt: skip
     fps = {p: {**base, "part": p, "sections": {s: cfg.get(s) for s in _DEPENDS[p]}} for p in PARTS}
     wanted = [p for p in only or PARTS if p not in OPTIONAL or p in cfg]
+    if shard is not None:
+        wanted = [p for p in wanted if p in SHARDED]
     results: dict[str, PartResult] = {}
     failed: dict[str, str] = {}
     for part in PARTS:
@@ -199,15 +217,22 @@ def evaluate_job(
             log(f"evaluate {dataset}/{method}: {part} ...")
             start = time.perf_counter()
             try:
-                res = _compute(part, ctx, fps[part])
+                res = _compute(part, ctx, fps[part], shard=shard)
             except PartFailure as exc:  # recorded, not cached: a rerun tries again
                 failed[part] = str(exc)
                 log(f"evaluate {dataset}/{method}: {part} FAILED: {exc}")
+                continue
+            if res is None:  # a shard: its batches are in partial/, the merge finishes the part
                 continue
             res.info["seconds"] = round(time.perf_counter() - start, 2)
             _save_part(eval_dir, part, fps[part], res)
         if res is not None:
             results[part] = res
+    if shard is not None:
+        marker = {"shard": shard[0], "shards": shard[1], "parts": [p for p in wanted if p not in failed],
+                  "failed": failed, "checkpoint_sha256": model.checkpoint_sha256}
+        atomic_write_json(eval_dir / "shards" / f"shard_{shard[0]}_of_{shard[1]}.json", marker)
+        return marker
     metric = cfg["quality"]["metric"]
     metrics: dict[str, float] = {}
     for res in results.values():

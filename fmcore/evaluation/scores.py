@@ -38,8 +38,9 @@ def test_indices(ctx: EvalContext, n: int) -> np.ndarray:
 
 
 def nll_metrics(
-    ctx: EvalContext, model: EvalModel, nll_cfg: dict, n: int, cache_dir: Path, fingerprint: dict
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    ctx: EvalContext, model: EvalModel, nll_cfg: dict, n: int, cache_dir: Path, fingerprint: dict,
+    shard: tuple[int, int] | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]] | None:
     """NLL of ``model`` on ``n`` test points: bits/dim (images) or nats (2D), mean and s.e.
 
     Returns:
@@ -48,6 +49,7 @@ def nll_metrics(
         log p(x) >= log (1/K) sum_k p_y((x + u_k)/256 scaled), as in the paper)
         (+ ``nll_nats_true``, ``nll_nats_gap`` for a known 2D density) and ``nll_nfe`` (mean
         dopri5 NFE per batch); arrays ``logp`` [n] (nats, model space) and ``index`` [n].
+        None for a shard (``shard=(s, S)``: only its batches are computed, into the cache).
     """
     n = _positive(ctx, "nll.n", n)
     bs = _positive(ctx, "nll.batch_size", int(nll_cfg.get("batch_size", n)))
@@ -75,7 +77,10 @@ def nll_metrics(
         x = x_1.cpu().numpy() if not ctx.is_image else np.zeros((len(x_1), 0), np.float32)
         return {"logp": iw, "nfe": np.concatenate(nfes), "x": x}
 
-    res = cache.run(n_batches, batch, desc=f"nll {ctx.job['dataset']}/{ctx.job['method']} step {model.step}")
+    res = cache.run(n_batches, batch, desc=f"nll {ctx.job['dataset']}/{ctx.job['method']} step {model.step}",
+                    shard=shard)
+    if res is None:  # shard s of S: its batches are on disk, the merge computes the metrics
+        return None
     if ctx.is_image:
         metrics = summarize_images(res["logp"], int(np.prod(ctx.sample_shape)))
     else:
@@ -88,7 +93,8 @@ def nll_metrics(
 def quality_metrics(
     ctx: EvalContext, model: EvalModel, quality: QualityMetric, n_samples: int, batch_size: int,
     cache_dir: Path, fingerprint: dict, stream: str = "quality", tol: dict | None = None,
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    shard: tuple[int, int] | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]] | None:
     """Quality metric of ``n_samples`` dopri5 samples and their mean NFE per batch.
 
     Tolerances ``tol`` (``{"atol", "rtol"}``), by default ``evaluate.<ds>.nfe`` (atol = rtol =
@@ -113,7 +119,9 @@ def quality_metrics(
         return {"features": quality.features(x_1), "nfe": np.array([nfe], dtype=np.int64)}
 
     desc = f"{quality.name} samples {ctx.job['dataset']}/{ctx.job['method']} step {model.step}"
-    res = cache.run(-(-n_samples // bs), batch, desc=desc)
+    res = cache.run(-(-n_samples // bs), batch, desc=desc, shard=shard)
+    if res is None:  # shard s of S (see nll_metrics)
+        return None
     scores = quality.score(res["features"])
     metrics = {"quality": scores[quality.name], **scores, "nfe": float(res["nfe"].mean())}
     cache.clear()

@@ -50,8 +50,11 @@ def plan_sweep(solvers: list[str], budgets: list[int]) -> tuple[list[tuple[str, 
     return runs, skipped
 
 
-def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
-    """Run the sweep of ``evaluate.<ds>.sweep`` on the final EMA field (see module docstring)."""
+def run_sweep(ctx: EvalContext, fingerprint: dict, shard: tuple[int, int] | None = None) -> PartResult | None:
+    """Run the sweep of ``evaluate.<ds>.sweep`` on the final EMA field (see module docstring).
+
+    With ``shard=(s, S)``: the (solver, budget) runs i with i mod S = s only (every shard solves
+    the shared dopri5 reference, deterministically); None, the merge builds the table."""
     cfg, model, quality = ctx.cfg["sweep"], ctx.model, ctx.quality
     runs, skipped = plan_sweep(list(cfg["solvers"]), list(cfg["nfe"]))
     n = int(cfg["n_samples"])
@@ -80,7 +83,9 @@ def run_sweep(ctx: EvalContext, fingerprint: dict) -> PartResult:
         return {"nfe": np.array([nfe]), "error": np.array([err]), "quality": np.array([score])}
 
     res = BatchCache(ctx.eval_dir / "partial" / "sweep_runs", {**fingerprint, "runs": runs}).run(
-        len(runs), one, desc=f"solver sweep {ctx.job['dataset']}/{ctx.job['method']}")
+        len(runs), one, desc=f"solver sweep {ctx.job['dataset']}/{ctx.job['method']}", shard=shard)
+    if res is None:
+        return None
     solvers, budgets = list(cfg["solvers"]), sorted(set(int(b) for b in cfg["nfe"]))
     table = {k: np.full((len(solvers), len(budgets)), np.nan) for k in ("nfe", "error", "quality")}
     out = PartResult(info={"skipped": skipped, "reference_nfe": int(ref["nfe"][0]), "n_samples": n})
