@@ -120,8 +120,12 @@ def device_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
-                    cuda=torch.version.cuda, capability=f"{props.major}.{props.minor}",
-                    nccl=".".join(map(str, torch.cuda.nccl.version())))
+                    cuda=torch.version.cuda, capability=f"{props.major}.{props.minor}")
+        try:
+            v = torch.cuda.nccl.version()  # a tuple in recent torch, an int in old ones
+            info["nccl"] = ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
+        except (AttributeError, RuntimeError):
+            info["nccl"] = None
     else:
         import platform
 

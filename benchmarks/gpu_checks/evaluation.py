@@ -84,8 +84,9 @@ def check_evaluation(sizes: Sizes, job: dict, checkpoint: Path | None, device: t
     x, nfe = sample_path(em.v, em.path, noise, method="dopri5", **tol)
     _sync(device)
     dt = time.perf_counter() - t0
-    rows.append(judged("eval", "dopri5 NFE (digits U-Net)", nfe, bool(torch.isfinite(x).all()) and 0 < nfe < 2000,
-                       "0 < NFE < 2000, samples finite", f"{sizes.n_samples} samples, atol/rtol {tol['atol']:g}, "
+    ok = bool(torch.isfinite(x).all()) and 0 < nfe < 2000
+    rows.append(judged("eval", "dopri5 NFE (digits U-Net)", nfe, ok, "0 < NFE < 2000, samples finite",
+                       f"{sizes.n_samples} samples, atol/rtol {tol['atol']:g}, "
                        f"{em.step} training steps, {sizes.n_samples / dt:.1f} samples/s"))
 
     test = load_split(job["paths"]["data_dir"], "test", generator=torch.Generator().manual_seed(0))
@@ -113,7 +114,8 @@ def check_evaluation(sizes: Sizes, job: dict, checkpoint: Path | None, device: t
         noise_img = rng.integers(0, 256, size=(sizes.n_samples, *shape[1:], shape[0]), dtype=np.uint8)
         fd_noise = fid_from_features(image_features(noise_img, net, device), ref_path)
     rows.append(judged("eval", "FD samples vs train, STAND-IN features", fd_samples,
-                       finite(fd_samples, fd_noise) and fd_samples < fd_noise, "finite, < FD of uniform noise images",
+                       finite(fd_samples, fd_noise) and fd_samples < fd_noise,
+                       "finite, < FD of uniform noise images",
                        f"clean-fid resizer + TorchScript stand-in on {device.type} (not Inception: not FID); "
                        f"noise images: {fd_noise:.4g}; {sizes.n_samples} images in {fid_s:.1f} s"))
     return rows
@@ -142,9 +144,11 @@ def check_sampling_speed(sizes: Sizes, device: torch.device) -> list[Row]:
                          atol=float(tol["atol"]), rtol=float(tol["rtol"]))
     _sync(device)
     dt = time.perf_counter() - t0
-    what = f"{'toy-width' if sizes.cpu else 'paper'} CIFAR-10 U-Net, untrained (stand-in weights), batch {len(x)}"
+    what = (f"{'toy-width' if sizes.cpu else 'paper'} CIFAR-10 U-Net, untrained (stand-in weights), "
+            f"batch {len(x)}")
     rows = [judged("sample", "dopri5 samples/s", len(x) / dt, bool(torch.isfinite(x).all()) and nfe > 0,
-                   "measured, samples finite", f"{what}; NFE {nfe}, {1e3 * dt / max(nfe, 1):.1f} ms per evaluation, "
+                   "measured, samples finite",
+                   f"{what}; NFE {nfe}, {1e3 * dt / max(nfe, 1):.1f} ms per evaluation, "
                    f"atol/rtol {tol['atol']:g}; the NFE is not a trained model's")]
     if device.type == "cuda":
         rows.append(Row("sample", "peak memory GiB", torch.cuda.max_memory_allocated(device) / 2**30, "info"))

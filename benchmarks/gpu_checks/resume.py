@@ -36,7 +36,8 @@ DATASET, METHOD = "digits", "fm_ot"
 def write_params(folder: Path, sizes: Sizes) -> dict:
     """params/smoke.yaml with the resume sizes, written to ``folder/params.yaml``; returns the job."""
     over = {"models": {DATASET: sizes.resume_model},
-            "train": {DATASET: {"steps": sizes.resume_steps, "checkpoint_every": sizes.resume_checkpoint_every,
+            "train": {DATASET: {"steps": sizes.resume_steps,
+                                "checkpoint_every": sizes.resume_checkpoint_every,
                                 "log_every": sizes.resume_log_every, "num_threads": 1 if sizes.cpu else 0}},
             "evaluate": {DATASET: {"during_training": {"every": sizes.resume_steps}}}}
     params = deep_merge(load_params(REPO / "params" / "smoke.yaml"), over)
@@ -59,8 +60,8 @@ def _env(folder: Path) -> dict[str, str]:
 
 
 def _cmd(out: str) -> list[str]:
-    return [sys.executable, str(Path(__file__).with_name("deterministic_train.py")), "--params", "params.yaml",
-            "--dataset", DATASET, "--method", METHOD, "--out", out]
+    return [sys.executable, str(Path(__file__).with_name("deterministic_train.py")),
+            "--params", "params.yaml", "--dataset", DATASET, "--method", METHOD, "--out", out]
 
 
 def _compare(a: dict, b: dict) -> tuple[bool, float]:
@@ -113,8 +114,10 @@ def check_resume(sizes: Sizes, folder: Path) -> tuple[list[Row], Path | None, di
               if "does not have a deterministic implementation" in line]
     why = (f"torch reported non-deterministic kernels: {nondet[0][:120]}" if nondet
            else "use_deterministic_algorithms(True, warn_only=True); no non-deterministic kernel reported")
-    rows.append(judged("resume", "resumed == uninterrupted (bitwise)", same, same or (bool(nondet) and diff <= NONDET_TOL),
-                       f"bitwise; or max diff <= {NONDET_TOL} where torch reports non-deterministic kernels", why))
+    rows.append(judged("resume", "resumed == uninterrupted (bitwise)", same,
+                       same or (bool(nondet) and diff <= NONDET_TOL),
+                       f"bitwise; or max diff <= {NONDET_TOL} where torch reports non-deterministic kernels",
+                       why))
     rows.append(Row("resume", "max |resumed - uninterrupted| (weights)", diff, "info",
                     note=f"model + EMA after {sizes.resume_steps} steps"))
     return rows, folder / "full" / "checkpoint.pt", job

@@ -66,9 +66,10 @@ def _one_mode(job: dict, sizes: Sizes, device: torch.device, precision: str, com
                progress_stream=io.StringIO())
     wall = time.perf_counter() - t0
     sps = [r["samples_per_s"] for _, r in tracker.records]
-    return {"images_per_s": statistics.median(sps[1:]), "first_window_s": sizes.window * int(tcfg["batch_size"])
-            / sps[0], "losses": [r["loss"] for _, r in tracker.records], "wall_s": wall,
-            "peak_mem_gib": (torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)}
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"images_per_s": statistics.median(sps[1:]),
+            "first_window_s": sizes.window * int(tcfg["batch_size"]) / sps[0],
+            "losses": [r["loss"] for _, r in tracker.records], "wall_s": wall, "peak_mem_gib": peak}
 
 
 def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
@@ -82,7 +83,7 @@ def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
     modes = [("fp32", False), ("bf16", False), ("bf16", True)]
     skip = {}
     if sizes.cpu:
-        skip[("bf16", False)] = "train_loop autocasts on CUDA only (the CPU trains in fp32): nothing to compare"
+        skip[("bf16", False)] = "train_loop autocasts on CUDA only (the CPU trains in fp32)"
         skip[("bf16", True)] = "torch.compile skipped on the CPU (minutes of compilation on 2 cores)"
     rows: list[Row] = []
     out: dict[tuple[str, bool], dict] = {}
@@ -111,7 +112,8 @@ def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
             rows.append(judged("train", f"ratio {label}", ratio, ratio >= MIN_COMPILE_RATIO,
                                f">= {MIN_COMPILE_RATIO}", "images/s over fp32 eager (TF32 on)"))
         else:
-            rows.append(Row("train", f"ratio {label}", ratio, "info", note="images/s over fp32 eager (TF32 on)"))
+            rows.append(Row("train", f"ratio {label}", ratio, "info",
+                            note="images/s over fp32 eager (TF32 on)"))
     bf16 = out.get(("bf16", False))
     if bf16 is None or base is None:
         rows.append(Row("train", "loss bf16 vs fp32, first windows", None, "skip",
@@ -121,6 +123,7 @@ def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
         rel = max(abs(a - b) / abs(b) for a, b in zip(bf16["losses"][:n], base["losses"][:n]))
         rows.append(judged("train", f"loss bf16 vs fp32, first {n * sizes.window} steps (max rel. diff)", rel,
                            finite(rel) and rel <= LOSS_RTOL, f"<= {LOSS_RTOL}",
-                           "window means, same seed: fp32 " + ", ".join(f"{v:.5f}" for v in base["losses"][:n])
+                           "window means, same seed: fp32 "
+                           + ", ".join(f"{v:.5f}" for v in base["losses"][:n])
                            + "; bf16 " + ", ".join(f"{v:.5f}" for v in bf16["losses"][:n])))
     return rows
