@@ -93,7 +93,13 @@ def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
             if (precision, compile_) in skip:
                 rows.append(Row("train", f"{name} images/s", None, "skip", note=skip[(precision, compile_)]))
                 continue
-            r = out[(precision, compile_)] = _one_mode(job, sizes, device, precision, compile_, Path(tmp))
+            try:  # one failing mode (say, compilation) must not hide the others' numbers
+                r = out[(precision, compile_)] = _one_mode(job, sizes, device, precision, compile_, Path(tmp))
+            except Exception as exc:  # noqa: BLE001 - reported as a failed row, with the error
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                rows.append(Row("train", f"{name} images/s", type(exc).__name__, "fail", "no exception",
+                                first))
+                continue
             rows.append(judged("train", f"{name} images/s", r["images_per_s"],
                                finite(r["images_per_s"], *r["losses"]) and r["images_per_s"] > 0,
                                "measured, > 0, losses finite",
