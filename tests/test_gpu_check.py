@@ -37,6 +37,17 @@ def test_a_check_that_raises_is_a_failed_row():
         Row("x", "m", 1.0, "ok")
 
 
+def test_syncs_are_counted_over_whole_windows():
+    _script_module()  # puts benchmarks/ on sys.path
+    from gpu_checks.syncs import syncs_per_window
+
+    # warm-up syncs before the first log record and the checkpoint's after the last are left out
+    events = ["sync"] * 5 + ["log", "sync", "log", "sync", "sync", "log"] + ["sync"] * 9
+    assert syncs_per_window(events) == (1.5, 2)
+    with pytest.raises(ValueError, match="2 log records"):
+        syncs_per_window(["sync", "log"])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_cpu_mode_passes_and_skips_what_needs_cuda(tmp_path):

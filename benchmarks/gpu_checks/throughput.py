@@ -13,6 +13,7 @@ The data are synthetic images (:class:`SyntheticImages`): a step costs the same 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import statistics
@@ -28,10 +29,12 @@ from fmcore.objectives import build_objective
 from fmcore.paths import build_path
 from fmcore.training import train_loop
 
-from gpu_checks.common import REPO, RecordingTracker, Row, Sizes, SyntheticImages, finite, judged
+from gpu_checks.common import REPO, Row, Sizes, SyntheticImages, finite, judged
+from gpu_checks.syncs import SyncRecorder, count_cuda_syncs, syncs_per_window
 
 LOSS_RTOL = 0.02  # |loss_bf16 - loss_fp32| / loss_fp32 of each window mean, first 2 windows
 MIN_COMPILE_RATIO = 1.0  # bf16 + torch.compile must not be slower than fp32 eager
+MAX_SYNCS_PER_WINDOW = 2  # the window's one .tolist() (+1 spare); one per step would be `window`
 
 
 def _paper_job() -> tuple[dict, int]:
@@ -43,8 +46,9 @@ def _paper_job() -> tuple[dict, int]:
 
 
 def _one_mode(job: dict, sizes: Sizes, device: torch.device, precision: str, compile_: bool,
-              folder: Path) -> dict:
-    """Train ``window * (windows + 1)`` steps in one mode; throughput, memory and window losses."""
+              folder: Path, count_syncs: bool = False) -> dict:
+    """Train ``window * (windows + 1)`` steps in one mode; throughput, memory and window losses
+    (with ``count_syncs``, on CUDA, also the host syncs per window: :mod:`gpu_checks.syncs`)."""
     job = copy.deepcopy(job)
     steps = sizes.window * (sizes.windows + 1)
     tcfg = job["train"]
@@ -56,20 +60,22 @@ def _one_mode(job: dict, sizes: Sizes, device: torch.device, precision: str, com
     path = build_path(job["path"])
     m = job["model"]
     data = SyntheticImages(4 * int(tcfg["batch_size"]), int(m["in_channels"]), int(m["image_size"]))
-    tracker = RecordingTracker()
+    tracker = SyncRecorder()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    train_loop(model=model, objective=build_objective(job["path"], path), dataset=data, job=job,
-               run_dir=folder / f"{precision}-{int(compile_)}", steps=steps, device=device, tracker=tracker,
-               progress_stream=io.StringIO())
+    with count_cuda_syncs(tracker.events) if count_syncs else contextlib.nullcontext():
+        train_loop(model=model, objective=build_objective(job["path"], path), dataset=data, job=job,
+                   run_dir=folder / f"{precision}-{int(compile_)}-{int(count_syncs)}", steps=steps,
+                   device=device, tracker=tracker, progress_stream=io.StringIO())
     wall = time.perf_counter() - t0
     sps = [r["samples_per_s"] for _, r in tracker.records]
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {"images_per_s": statistics.median(sps[1:]),
             "first_window_s": sizes.window * int(tcfg["batch_size"]) / sps[0],
-            "losses": [r["loss"] for _, r in tracker.records], "wall_s": wall, "peak_mem_gib": peak}
+            "losses": [r["loss"] for _, r in tracker.records], "wall_s": wall, "peak_mem_gib": peak,
+            "syncs_per_window": syncs_per_window(tracker.events) if count_syncs else None}
 
 
 def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
@@ -120,6 +126,7 @@ def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
         else:
             rows.append(Row("train", f"ratio {label}", ratio, "info",
                             note="images/s over fp32 eager (TF32 on)"))
+    rows.append(_sync_row(job, sizes, device))
     bf16 = out.get(("bf16", False))
     if bf16 is None or base is None:
         rows.append(Row("train", "loss bf16 vs fp32, first windows", None, "skip",
@@ -133,3 +140,21 @@ def check_training(sizes: Sizes, device: torch.device) -> list[Row]:
                            + ", ".join(f"{v:.5f}" for v in base["losses"][:n])
                            + "; bf16 " + ", ".join(f"{v:.5f}" for v in bf16["losses"][:n])))
     return rows
+
+
+def _sync_row(job: dict, sizes: Sizes, device: torch.device) -> Row:
+    """Host syncs per log window of fp32 train_loop on CUDA (a separate, untimed run)."""
+    metric = "host syncs per window of train_loop"
+    if device.type != "cuda":
+        return Row("train", metric, None, "skip", note="CUDA's sync debug mode needs a GPU; on the CPU "
+                   "tests/test_train_sync.py counts host reads (1 per window)")
+    try:
+        with tempfile.TemporaryDirectory(prefix="gpu-check-syncs-") as tmp:
+            r = _one_mode(job, sizes, device, "fp32", False, Path(tmp), count_syncs=True)
+    except Exception as exc:  # noqa: BLE001 - reported as a failed row, with the error
+        return Row("train", metric, type(exc).__name__, "fail", "no exception",
+                   (str(exc).strip().splitlines() or [""])[0][:200])
+    per_window = r["syncs_per_window"]
+    return judged("train", metric, per_window, per_window <= MAX_SYNCS_PER_WINDOW,
+                  f"<= {MAX_SYNCS_PER_WINDOW} (a window is {sizes.window} steps)",
+                  "torch.cuda.set_sync_debug_mode('warn'), fp32 eager, whole windows after the first")
