@@ -28,7 +28,7 @@ from fmcore.objectives import build_objective
 from fmcore.paths import build_path
 from fmcore.training import train_loop
 from fmcore.training.checkpoint import load_checkpoint
-from fmcore.training.distributed import DistEnv
+from fmcore.training.distributed import DistEnv, read_dist_env
 
 from train_util import tiny_job
 
@@ -163,3 +163,12 @@ def test_ddp_ranks_agree_on_stop_once_per_window(job, tmp_path):
         assert all(n <= 3 for n in per.values()), sorted(seen.items())
     assert load_checkpoint(tmp_path / "ddp" / "last.pt")["step"] == 75
     assert not (tmp_path / "ddp" / "checkpoint.pt").exists()
+
+
+def test_torchrun_with_one_process_runs_the_ddp_code():
+    """A 1-rank torchrun job joins a process group (how gpu_check exercises NCCL on one GPU);
+    a plain process and a 1-task srun step stay single-process."""
+    assert read_dist_env({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}).distributed
+    assert read_dist_env({"RANK": "1", "WORLD_SIZE": "2"}).distributed
+    assert not read_dist_env({}).distributed
+    assert not read_dist_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}).distributed
