@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,14 @@ def test_a_check_that_raises_is_a_failed_row():
     assert judged("x", "m", 1.0, False, "c").status == "fail"
     with pytest.raises(ValueError, match="status"):
         Row("x", "m", 1.0, "ok")
+
+
+def test_without_a_gpu_it_says_so_and_exits_2(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "x.json")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr and "--cpu" in proc.stderr
+    assert not (tmp_path / "x.json").exists()  # no table of nothing
 
 
 def test_syncs_are_counted_over_whole_windows():
