@@ -44,6 +44,13 @@ class DistEnv:
         """True on rank 0 (the one that logs and writes files)."""
         return self.rank == 0
 
+    @property
+    def distributed(self) -> bool:
+        """True when this process joins a process group and trains under DDP: more than one rank,
+        or launched by torchrun (a 1-rank group runs the very code of a multi-GPU job, NCCL
+        included: how ``benchmarks/gpu_check.py`` exercises it on one GPU)."""
+        return self.world_size > 1 or self.launcher == "torchrun"
+
 
 def _scontrol_hostnames(nodelist: str) -> list[str]:
     out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
@@ -121,8 +128,8 @@ def read_dist_env(env: Mapping[str, str] | None = None,
 
 
 def init_distributed(env: DistEnv, device: torch.device) -> None:
-    """Join the process group (nccl on CUDA, gloo otherwise); no-op for one process."""
-    if env.world_size == 1 or dist.is_initialized():
+    """Join the process group (nccl on CUDA, gloo otherwise); no-op unless ``env.distributed``."""
+    if not env.distributed or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method=f"tcp://{env.master_addr}:{env.master_port}",

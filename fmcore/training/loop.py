@@ -116,7 +116,7 @@ def train_loop(
     if resume is not None:
         st.load_state_dict(resume, source=str(run_dir / "last.pt"))
     net: nn.Module = model
-    if denv.world_size > 1:
+    if denv.distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
     if tcfg.get("compile", False):
         net = torch.compile(net)
@@ -164,15 +164,22 @@ def train_loop(
     cpu0 = time.process_time()
     step_log = st.step
 
-    def flush_logs() -> None:
+    def flush_logs(agree: bool = False) -> bool:
+        """Read the window's losses from the device at once and log them (the only host read of
+        a window). ``agree`` (DDP, the same on every rank): the all-reduce that averages the
+        losses also carries each rank's should_stop(); returns whether any rank asked to stop."""
         nonlocal pending, first_loss, t_log, step_log
-        if not pending:
-            return
-        losses = torch.stack(pending)
-        if denv.world_size > 1:
+        if not pending and not agree:
+            return False
+        flag = torch.full((), float(agree and should_stop()), device=device)
+        losses = torch.stack([*pending, flag])
+        if denv.distributed:  # one collective per window (nccl reduces device tensors only)
             dist.all_reduce(losses)
-            losses /= denv.world_size
-        values = losses.tolist()
+            losses[:-1] /= denv.world_size
+        *values, stop_any = losses.tolist()  # one device sync per window
+        pending = []
+        if not values:
+            return stop_any > 0
         bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
         if bad:  # read here, once per window: no extra device sync per step
             raise diverged(f"non-finite loss ({values[bad[0]]})", step_log + bad[0] + 1)
@@ -185,14 +192,17 @@ def train_loop(
             tracker.log_metrics({"loss": sum(values) / len(values), "lr": cur_lr, "samples_per_s": sps},
                                 step=st.step)
         progress.update(st.step, values[-1], sps, cur_lr)
-        pending, t_log, step_log = [], now, st.step
+        t_log, step_log = now, st.step
+        return stop_any > 0
 
+    # The stop flag. One process (not denv.distributed): should_stop() is a Python flag, polled
+    # at every step boundary (no device value read). DDP: the ranks agree on it in the
+    # all-reduce that gathers each log window's losses (flush_logs), so they stop together at
+    # the first window or checkpoint boundary after a signal, at most log_every steps later;
+    # nothing is read from the device between those boundaries.
+    agreed_stop = denv.distributed and flush_logs(agree=True)  # a signal during start-up
     while st.step < steps:
-        stop = torch.tensor([float(should_stop())])
-        if denv.world_size > 1:  # stop together, or the others hang in the next all-reduce
-            stop = stop.to(device)  # nccl reduces device tensors only
-            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-        if stop.item():
+        if agreed_stop if denv.distributed else should_stop():
             flush_logs()
             save("last.pt", flush=False)  # the state first: SLURM's kill may follow; MLflow after (fmcore.train)
             progress.write(f"stopped by signal at step {st.step}/{steps}; state saved to {run_dir / 'last.pt'}")
@@ -206,7 +216,7 @@ def train_loop(
             gen_noise = torch.Generator(device).manual_seed(derive_seed(seed, st.step, k, NOISE_KEY))
             dataset.generator = gen_data
             x_1 = dataset.get_batch(idx[k * chunk_size:(k + 1) * chunk_size]).to(device, non_blocking=True)
-            sync = contextlib.nullcontext() if j == len(mine) - 1 or denv.world_size == 1 else net.no_sync()
+            sync = contextlib.nullcontext() if j == len(mine) - 1 or not denv.distributed else net.no_sync()
             with sync, torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                       enabled=on_gpu and amp_dtype is not None):
                 loss = objective(net, x_1, gen_noise).float().mean()
@@ -223,8 +233,8 @@ def train_loop(
         st.step += 1
         step = st.step
         if step % log_every == 0 or step == steps or step % ckpt_every == 0:
-            flush_logs()
-        if step % ckpt_every == 0 and step < steps:
+            agreed_stop = flush_logs(agree=denv.distributed)
+        if step % ckpt_every == 0 and step < steps and not agreed_stop:  # (a stop saves it at the top)
             save("last.pt")
         if snapshot_every and step % snapshot_every == 0 and step < steps:
             save_snapshot()
