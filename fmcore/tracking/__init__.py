@@ -18,13 +18,15 @@ Typical use (training and evaluation alike)::
 """
 
 
-from fmcore.tracking.base import DEFAULT_URI, MASK, flatten_params, git_commit, mask_secrets, tracking_uri
+from fmcore.tracking.base import (DEFAULT_URI, MASK, check_cluster_store, flatten_params, git_commit, mask_secrets,
+                                  tracking_uri)
 from fmcore.tracking.tracker import NullTracker, Tracker, flush_spool, start_run
 
 __all__ = [
     "DEFAULT_URI",
     "MASK",
     "NullTracker",
+    "check_cluster_store",
     "Tracker",
     "flatten_params",
     "flush_spool",

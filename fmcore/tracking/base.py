@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_URI", "MASK", "flatten_params", "git_commit", "mask_secrets", "tracking_uri"]
+__all__ = ["DEFAULT_URI", "MASK", "check_cluster_store", "flatten_params", "git_commit", "mask_secrets",
+           "tracking_uri"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SECRET_KEY = re.compile(r"(token|passw(or)?d|secret|api[_.-]?key|credential|private[_.-]?key)", re.I)
@@ -20,6 +21,27 @@ MASK = "***"
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_cluster_store(uri: str, executor: str | None) -> None:
+    """Refuse a file-based store (``sqlite:``, ``file:``, a plain path) under the SLURM executor.
+
+    Jobs on many nodes writing one SQLite file on a shared filesystem (NFS, Lustre without
+    flock) lose or corrupt records. ``FMREPRO_ALLOW_SQLITE_ON_SLURM=1`` allows it where every
+    "node" shares one local disk (the one-machine test cluster).
+
+    Raises:
+        ValueError: one line naming the recipe (docs/workflow.md, "Tracking server").
+    """
+    if not executor or executor.replace("-", "_") != "slurm":  # slurm-jobstep runs inside a job
+        return
+    if uri.startswith(("http://", "https://", "postgresql", "mysql", "databricks")):
+        return
+    if os.environ.get("FMREPRO_ALLOW_SQLITE_ON_SLURM") == "1":
+        return
+    raise ValueError(f"MLFLOW_TRACKING_URI={uri} is a file store, unsafe for SLURM jobs on a shared filesystem: "
+                     "start 'python -m fmcore.tracking server --root DIR' once and export MLFLOW_TRACKING_URI "
+                     "to its URL (docs/workflow.md, 'Tracking server')")
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class Tracker:
             self._put({"op": "resume", "run_id": run_id})
         elif not any(r["op"] == "start" for r in self._pending):  # a spooled start is replayed
             tags = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
-            self._put({"op": "start", "experiment": experiment, "run_name": run_name,
+            self._put({"op": "start", "key": uuid.uuid4().hex, "experiment": experiment, "run_name": run_name,
                        "tags": {k: str(v) for k, v in tags.items()},
                        "params": mask_secrets(flatten_params(params or {}))})
         self._thread = threading.Thread(target=self._work, name="fmcore-tracking", daemon=True)
