@@ -9,6 +9,7 @@ skip (the unit tests of the SLURM store check still run).
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from fmcore.tracking.server import read_credentials, read_info, wait_ready
 from tracking_load import KEYS, check_points, results, start_writers
 
 ROOT = os.environ.get("FMREPRO_MLFLOW_SERVER")
+REPO = Path(__file__).resolve().parents[1]
 needs_server = pytest.mark.skipif(not ROOT, reason="needs FMREPRO_MLFLOW_SERVER=ROOT of a server started "
                                   "with 'python -m fmcore.tracking server --root ROOT --auth --detach' (.ci/run)")
 WRITERS, STEPS = 32, 300
@@ -175,3 +177,40 @@ def test_load_server_killed_mid_stream(authed, tmp_path, capsys):
     summary["outage_s"] = round(outage["back"] - outage["killed"], 1)
     with capsys.disabled():
         print(f"tracking load [server killed]: outage {summary['outage_s']} s")
+
+
+def _table1(work: Path, exp: str) -> dict[tuple[str, str], dict[str, str]]:
+    """Table 1 rows by (dataset, method), without the columns that name runs or times."""
+    with open(work / "reports" / exp / "table1.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    drop = {k for k in rows[0] if "run_id" in k or k.endswith(("_at", "time", "seconds", "host"))}
+    return {(r["dataset"], r["method"]): {k: v for k, v in r.items() if k not in drop} for r in rows}
+
+
+@needs_server
+@pytest.mark.slow
+def test_smoke_workflow_same_table_on_server(server, tmp_path):
+    """The smoke workflow (shrunk, checkerboard jobs) gives the same Table 1 with the default
+    SQLite store and with MLFLOW_TRACKING_URI pointing at the server."""
+    from workflow_util import SNAKEMAKE, tiny_smoke_params, write_yaml
+    from workflow_util import env as wf_env
+
+    info, creds = server
+    exp = f"smoke-{uuid.uuid4().hex[:6]}"
+    params = tiny_smoke_params()
+    params["experiment"] = exp
+    params["jobs"] = {k: v for k, v in params["jobs"].items() if v["dataset"] == "checkerboard"}
+    tables = {}
+    for store in ("sqlite", "server"):
+        work = tmp_path / store
+        write_yaml(work / "params" / "smoke.yaml", params)
+        env = wf_env()
+        if store == "server":
+            env.update(creds, MLFLOW_TRACKING_URI=info.url)
+        out = subprocess.run([str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--cores", "2"], cwd=work, env=env,
+                             capture_output=True, text=True, timeout=1200)
+        assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+        tables[store] = _table1(work, exp)
+    assert (tmp_path / "sqlite" / "mlflow.db").exists() and not (tmp_path / "server" / "mlflow.db").exists()
+    assert len(tables["server"]) == len(params["jobs"])
+    assert tables["server"] == tables["sqlite"]
