@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DEFAULT_URI", "MASK", "check_cluster_store", "flatten_params", "git_commit", "mask_secrets",
-           "tracking_uri"]
+           "standard_tags", "tracking_uri"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SECRET_KEY = re.compile(r"(token|passw(or)?d|secret|api[_.-]?key|credential|private[_.-]?key)", re.I)
@@ -21,6 +21,26 @@ MASK = "***"
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def standard_tags() -> dict[str, str]:
+    """MLflow's own run tags (filled in the UI's Source/Version/User columns): the entry point
+    (``python -m fmcore.train`` -> ``fmcore.train``), the git commit and the user."""
+    import getpass
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = spec.name.removesuffix(".__main__") if spec else Path(sys.argv[0]).name
+    tags = {"mlflow.source.name": name or "python", "mlflow.source.type": "LOCAL"}
+    commit = git_commit()
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        pass
+    return tags
 
 
 def check_cluster_store(uri: str, executor: str | None) -> None:

@@ -13,6 +13,8 @@ _PARAM_BATCH = 100  # ... and of params
 # Tag with the start record's random key: a create_run whose answer was lost (server killed,
 # request timed out after the commit) is found again on retry instead of being created twice.
 START_KEY = "fmrepro.start_key"
+# A model-training experiment: MLflow 3's UI then opens on its runs table, not the GenAI overview.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -58,9 +60,12 @@ class Store:
 
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if exp.tags.get(KIND_TAG) != KIND:  # created before this tag existed
+                self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=_artifact_root(self.uri))
+            return self.client.create_experiment(name, artifact_location=_artifact_root(self.uri),
+                                                 tags={KIND_TAG: KIND})
         except MlflowException:  # created concurrently by another job
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
@@ -96,6 +101,12 @@ class Store:
             self.client.log_batch(run_id, metrics=ms)
         elif op == "tags":
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in rec["values"].items()])
+        elif op == "input":
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+
+            ds = Dataset(name=rec["name"], digest=rec["digest"][:36], source_type="local", source=rec["source"],
+                         schema=None, profile=None)
+            self.client.log_inputs(run_id, [DatasetInput(ds, [InputTag("mlflow.data.context", rec["context"])])])
         elif op == "artifact":
             self.client.log_artifact(run_id, rec["path"], artifact_path=rec.get("artifact_path"))
         elif op == "end":
