@@ -215,3 +215,39 @@ def test_smoke_workflow_same_table_on_server(server, tmp_path):
     assert (tmp_path / "sqlite" / "mlflow.db").exists() and not (tmp_path / "server" / "mlflow.db").exists()
     assert len(tables["server"]) == len(params["jobs"])
     assert tables["server"] == tables["sqlite"]
+
+
+# -- server pieces that need no running server ----------------------------------------------
+def test_credentials_generated_0600_and_env_wins(tmp_path, monkeypatch):
+    from fmcore.tracking.server import _auth_config, _credentials
+
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    path, creds = _credentials(tmp_path, None)
+    assert path == tmp_path / "auth" / "credentials" and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert len(creds["MLFLOW_TRACKING_PASSWORD"]) >= 24 and read_credentials(path) == creds
+    assert _credentials(tmp_path, None)[1] == creds  # reused, not regenerated
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "from-env")
+    other = tmp_path / "elsewhere" / "creds"
+    assert _credentials(tmp_path, other)[1]["MLFLOW_TRACKING_USERNAME"] == "alice"
+    assert oct(other.stat().st_mode & 0o777) == "0o600"
+    ini = _auth_config(tmp_path, "postgresql://u@/mlflow?host=/s")
+    assert "database_uri = postgresql://u@/mlflow_auth?host=/s" in ini.read_text()
+    assert oct(ini.stat().st_mode & 0o777) == "0o600" and "from-env" not in ini.read_text()
+
+
+def test_missing_postgres_is_one_line(tmp_path, monkeypatch, capsys):
+    from fmcore.tracking import __main__ as cli
+
+    monkeypatch.setenv("FMREPRO_PG_BIN", str(tmp_path / "no-such-bin"))
+    rc = cli.main(["server", "--root", str(tmp_path / "root"), "--port", "1", "--detach"])
+    assert rc == 2 and capsys.readouterr().err.strip() == f"error: FMREPRO_PG_BIN={tmp_path / 'no-such-bin'}: no initdb there"
+
+
+def test_no_server_recorded_is_one_line(tmp_path, capsys):
+    from fmcore.tracking import __main__ as cli
+
+    assert cli.main(["stop", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path / "server.json") in err

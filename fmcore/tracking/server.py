@@ -66,7 +66,10 @@ class ServerInfo:
 def _pg_bin() -> Path:
     """Folder of PostgreSQL's server programs (``$FMREPRO_PG_BIN`` or Debian's newest)."""
     if os.environ.get("FMREPRO_PG_BIN"):
-        return Path(os.environ["FMREPRO_PG_BIN"])
+        given = Path(os.environ["FMREPRO_PG_BIN"])
+        if not (given / "initdb").is_file():
+            raise ServerError(f"FMREPRO_PG_BIN={given}: no initdb there")
+        return given
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     if found:
         return Path(found[-1]).parent
