@@ -29,8 +29,9 @@ from tracking_load import KEYS, check_points, results, start_writers
 
 ROOT = os.environ.get("FMREPRO_MLFLOW_SERVER")
 REPO = Path(__file__).resolve().parents[1]
-needs_server = pytest.mark.skipif(not ROOT, reason="needs FMREPRO_MLFLOW_SERVER=ROOT of a server started "
-                                  "with 'python -m fmcore.tracking server --root ROOT --auth --detach' (.ci/run)")
+needs_server = pytest.mark.skipif(
+    not ROOT, reason="needs FMREPRO_MLFLOW_SERVER=ROOT of a server started with "
+    "'python -m fmcore.tracking server --root ROOT --auth --detach' (.ci/run)")
 WRITERS, STEPS = 32, 300
 
 
@@ -90,7 +91,8 @@ def test_unauthenticated_write_refused(server):
     name = f"auth-{uuid.uuid4().hex[:8]}"
     assert _post(url, {"name": name}) == 401
     assert _post(url, {"name": name}, creds["MLFLOW_TRACKING_USERNAME"], "wrong-password") == 401
-    assert _post(url, {"name": name}, creds["MLFLOW_TRACKING_USERNAME"], creds["MLFLOW_TRACKING_PASSWORD"]) == 200
+    user, password = creds["MLFLOW_TRACKING_USERNAME"], creds["MLFLOW_TRACKING_PASSWORD"]
+    assert _post(url, {"name": name}, user, password) == 200
 
 
 @needs_server
@@ -208,7 +210,8 @@ def test_smoke_workflow_same_table_on_server(server, tmp_path):
         env = wf_env()
         if store == "server":
             env.update(creds, MLFLOW_TRACKING_URI=info.url)
-        out = subprocess.run([str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--cores", "2"], cwd=work, env=env,
+        out = subprocess.run([str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--cores", "2"], cwd=work,
+                             env=env,
                              capture_output=True, text=True, timeout=1200)
         assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
         tables[store] = _table1(work, exp)
@@ -242,7 +245,8 @@ def test_missing_postgres_is_one_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("FMREPRO_PG_BIN", str(tmp_path / "no-such-bin"))
     rc = cli.main(["server", "--root", str(tmp_path / "root"), "--port", "1", "--detach"])
-    assert rc == 2 and capsys.readouterr().err.strip() == f"error: FMREPRO_PG_BIN={tmp_path / 'no-such-bin'}: no initdb there"
+    expected = f"error: FMREPRO_PG_BIN={tmp_path / 'no-such-bin'}: no initdb there"
+    assert rc == 2 and capsys.readouterr().err.strip() == expected
 
 
 def test_no_server_recorded_is_one_line(tmp_path, capsys):

@@ -62,7 +62,8 @@ def project(tmp_path: Path) -> Path:
 def test_params_file_named_once_and_paper_grid_resolves(tmp_path):
     """dvc.yaml names the params file only in `vars`; pointing it at paper.yaml gives the paper grid."""
     text = (ROOT / "dvc.yaml").read_text()
-    lines = [ln.strip() for ln in text.splitlines() if "params/smoke.yaml" in ln and not ln.strip().startswith("#")]
+    lines = [ln.strip() for ln in text.splitlines()
+             if "params/smoke.yaml" in ln and not ln.strip().startswith("#")]
     assert lines == ["- params/smoke.yaml", "- params_file: params/smoke.yaml"]
     (tmp_path / "params").mkdir()
     shutil.copy(ROOT / "params" / "paper.yaml", tmp_path / "params" / "paper.yaml")

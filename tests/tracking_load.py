@@ -47,7 +47,8 @@ def _writer(experiment: str, tag: str, writer: int, steps: int, step_s: float, f
             stall, stall_at = time.perf_counter() - t, f"{fn.__name__} at {t - t0:.1f} s"
 
     tracker = start_run(experiment, run_name(tag, writer), tags={"fmrepro.stage": "load"},
-                        params={"train": {"lr": 1.0e-3, "batch_size": 64}, "writer": writer}, spool_path=spool)
+                        params={"train": {"lr": 1.0e-3, "batch_size": 64}, "writer": writer},
+                        spool_path=spool)
     for step in range(1, steps + 1):
         time.sleep(step_s)  # the training step
         timed(tracker.log_metrics, values(writer, step), step)
@@ -58,7 +59,8 @@ def _writer(experiment: str, tag: str, writer: int, steps: int, step_s: float, f
     ok = tracker.close(timeout=300)
     done = time.perf_counter()
     result = {"writer": writer, "run_id": tracker.run_id, "closed_ok": ok, "spool_left": spool.exists(),
-              "stall_s": stall, "stall_at": stall_at, "log_s": logged - t0, "drain_s": done - logged, "end": time.time()}
+              "stall_s": stall, "stall_at": stall_at, "log_s": logged - t0, "drain_s": done - logged,
+              "end": time.time()}
     (folder_p / f"w{writer:02d}.json").write_text(json.dumps(result))
 
 

@@ -18,8 +18,8 @@ Typical use (training and evaluation alike)::
 """
 
 
-from fmcore.tracking.base import (DEFAULT_URI, MASK, check_cluster_store, flatten_params, git_commit, mask_secrets,
-                                  tracking_uri)
+from fmcore.tracking.base import (DEFAULT_URI, MASK, check_cluster_store, flatten_params, git_commit,
+                                  mask_secrets, tracking_uri)
 from fmcore.tracking.tracker import NullTracker, Tracker, flush_spool, start_run
 
 __all__ = [

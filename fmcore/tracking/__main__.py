@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--root", type=Path, required=True, help="folder for the database, logs and artifacts")
     sv.add_argument("--host", default="127.0.0.1", help="bind address (beyond loopback: basic auth is on)")
     sv.add_argument("--port", type=int, default=5000)
-    sv.add_argument("--artifacts", default=None, help="artifact destination (path or URL; default ROOT/artifacts)")
+    sv.add_argument("--artifacts", default=None,
+                    help="artifact destination (path or URL; default ROOT/artifacts)")
     sv.add_argument("--workers", type=int, default=None, help="server worker processes (MLflow's default: 4)")
     sv.add_argument("--auth", action="store_true", help="basic auth even on loopback")
     sv.add_argument("--credentials", default=None,

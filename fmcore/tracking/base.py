@@ -59,8 +59,9 @@ def check_cluster_store(uri: str, executor: str | None) -> None:
         return
     if os.environ.get("FMREPRO_ALLOW_SQLITE_ON_SLURM") == "1":
         return
-    raise ValueError(f"MLFLOW_TRACKING_URI={uri} is a file store, unsafe for SLURM jobs on a shared filesystem: "
-                     "start 'python -m fmcore.tracking server --root DIR' once and export MLFLOW_TRACKING_URI "
+    raise ValueError(f"MLFLOW_TRACKING_URI={uri} is a file store, unsafe for SLURM jobs on a shared "
+                     "filesystem: start 'python -m fmcore.tracking server --root DIR' once and export "
+                     "MLFLOW_TRACKING_URI "
                      "to its URL (docs/workflow.md, 'Tracking server')")
 
 

@@ -37,8 +37,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LOOPBACK", "ServerError", "ServerInfo", "read_credentials", "read_info", "restart", "start", "stop",
-           "wait_ready"]
+__all__ = ["LOOPBACK", "ServerError", "ServerInfo", "read_credentials", "read_info", "restart", "start",
+           "stop", "wait_ready"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DB, AUTH_DB, PG_USER = "mlflow", "mlflow_auth", "fmrepro"
@@ -134,7 +134,8 @@ def start_postgres(root: Path) -> str:
                         "SELECT datname FROM pg_database"]), "listing databases").split()
     for name in (DB, AUTH_DB):
         if name not in have:
-            _run(_as_pg([str(bin_dir / "createdb"), "-h", str(sock), "-U", PG_USER, name]), f"createdb {name}")
+            _run(_as_pg([str(bin_dir / "createdb"), "-h", str(sock), "-U", PG_USER, name]),
+                 f"createdb {name}")
     return f"postgresql://{PG_USER}@/{DB}?host={sock}"
 
 
@@ -152,7 +153,8 @@ def _credentials(root: Path, path: Path | None) -> tuple[Path, dict[str, str]]:
     elif path.exists():
         creds = read_credentials(path)
         if not creds.get("MLFLOW_TRACKING_USERNAME") or not creds.get("MLFLOW_TRACKING_PASSWORD"):
-            raise ServerError(f"{path}: needs MLFLOW_TRACKING_USERNAME=... and MLFLOW_TRACKING_PASSWORD=... lines")
+            raise ServerError(f"{path}: needs MLFLOW_TRACKING_USERNAME=... and "
+                              "MLFLOW_TRACKING_PASSWORD=... lines")
         return path, creds
     else:
         creds = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": secrets.token_urlsafe(24)}
@@ -243,7 +245,8 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 5000, artifacts
     if host not in LOOPBACK:
         cmd += ["--allowed-hosts", _allowed_hosts(host, port)]
     log = open(root / "mlflow.log", "a")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     log.close()
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
@@ -254,7 +257,8 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 5000, artifacts
     if not wait_ready(f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "::") else url, timeout, proc):
         _kill_group(proc.pid)
         tail = (root / "mlflow.log").read_text(errors="replace").strip().splitlines()[-1:] or ["(empty)"]
-        why = f"exited ({proc.returncode})" if proc.poll() is not None else f"no answer within {timeout:.0f} s"
+        exited = proc.poll() is not None
+        why = f"exited ({proc.returncode})" if exited else f"no answer within {timeout:.0f} s"
         raise ServerError(f"mlflow server {why}: {tail[0]} "
                           f"(log: {root / 'mlflow.log'})")
     return info, proc

@@ -104,9 +104,10 @@ class Store:
         elif op == "input":
             from mlflow.entities import Dataset, DatasetInput, InputTag
 
-            ds = Dataset(name=rec["name"], digest=rec["digest"][:36], source_type="local", source=rec["source"],
-                         schema=None, profile=None)
-            self.client.log_inputs(run_id, [DatasetInput(ds, [InputTag("mlflow.data.context", rec["context"])])])
+            ds = Dataset(name=rec["name"], digest=rec["digest"][:36], source_type="local",
+                         source=rec["source"], schema=None, profile=None)
+            context = InputTag("mlflow.data.context", rec["context"])
+            self.client.log_inputs(run_id, [DatasetInput(ds, [context])])
         elif op == "artifact":
             self.client.log_artifact(run_id, rec["path"], artifact_path=rec.get("artifact_path"))
         elif op == "end":
