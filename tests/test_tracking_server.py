@@ -50,6 +50,25 @@ def test_slurm_refuses_file_store(uri, monkeypatch):
     check_cluster_store(uri, "slurm")
 
 
+@pytest.mark.slow
+def test_snakemake_slurm_executor_refuses_sqlite(tmp_path):
+    """The workflow's onstart check: nothing is submitted (no cluster needed to see it)."""
+    from workflow_util import SNAKEMAKE, tiny_smoke_params, write_yaml
+    from workflow_util import env as wf_env
+
+    write_yaml(tmp_path / "params" / "smoke.yaml", tiny_smoke_params())
+    env = wf_env()
+    env.pop("FMREPRO_ALLOW_SQLITE_ON_SLURM")
+    out = subprocess.run([str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--executor", "slurm", "-j", "1",
+                          "data/prepared/checkerboard"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    [line] = [ln for ln in text.splitlines() if "MLFLOW_TRACKING_URI=sqlite:///mlflow.db" in ln]
+    assert line.startswith("fmrepro: ") and "python -m fmcore.tracking server" in line
+    assert not (tmp_path / "data" / "prepared").exists() and "Submitted" not in text
+
+
 # -- the running server -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
