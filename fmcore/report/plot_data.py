@@ -53,9 +53,12 @@ def write_plot_data(client: MlflowClient, data: FigureData, evaluations: pd.Data
             loss = metric_history(client, train_ids[(dataset, method)], LOSS_KEY)
             if not loss.empty:
                 files.append(_write(root / "loss" / f"{tag}.csv", _merge({"loss": loss}, "step")))
-        during = data.during_training.get((dataset, method))
+        during = data.during_training.get((dataset, method), {})
+        during = {k: during[k] for k in ("quality", "nll") if k in during}  # fixed column order
         if during:
             files.append(_write(root / "fig5" / f"{tag}.csv", _merge(during, "step")))
         for solver, series in data.sweep.get((dataset, method), {}).items():
-            files.append(_write(root / "fig7" / f"{tag}_{solver}.csv", _merge(series, "nfe")))
+            series = {k: series[k] for k in ("error", "quality") if k in series}
+            if series:
+                files.append(_write(root / "fig7" / f"{tag}_{solver}.csv", _merge(series, "nfe")))
     return files
