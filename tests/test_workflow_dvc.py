@@ -123,7 +123,7 @@ def test_dvc_repro_then_one_lr_change_reruns_only_that_job(project):
     assert set(re.findall(r"Running stage '([^']+)'", ran)) == {
         "train@checkerboard-fm_ot", "evaluate@checkerboard-fm_ot", "report"}
     exps = json.loads(_dvc("exp", "show", "--json", cwd=project).stdout)
-    [exp] = [e for e in _walk(exps) if e.get("name") == "lr-ot"]
+    [exp] = [e for e in _walk(exps) if e.get("name") == "lr-ot" and e.get("data")]  # (not its group)
     params = exp["data"]["params"]["params/smoke.yaml"]["data"]
     assert params["jobs"]["checkerboard-fm_ot"]["train"]["lr"] == 0.002
     metrics = exp["data"]["metrics"]["results/smoke/checkerboard/fm_ot/train.json"]["data"]
