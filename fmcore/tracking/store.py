@@ -13,7 +13,8 @@ _PARAM_BATCH = 100  # ... and of params
 # Tag with the start record's random key: a create_run whose answer was lost (server killed,
 # request timed out after the commit) is found again on retry instead of being created twice.
 START_KEY = "fmrepro.start_key"
-# A model-training experiment: MLflow 3's UI then opens on its runs table, not the GenAI overview.
+# A model-training experiment ("Machine learning" in MLflow 3's UI; which page the UI opens still
+# follows the browser's own "GenAI | Model training" switch, docs/workflow.md "MLflow UI").
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
