@@ -135,8 +135,12 @@ def test_dvc_repro_then_one_lr_change_reruns_only_that_job(project):
     html = (project / "plots_html" / "index.html").read_text()
     for job in JOBS:
         tag = job.replace("-", "_")
-        for name in (f"plots/loss/{tag}.csv", f"plots/fig5/{tag}.csv", f"plots/fig7/{tag}_euler.csv"):
-            assert name in html, name
+        for name in (f"loss/{tag}.csv", f"fig5/{tag}.csv", f"fig7/{tag}_euler.csv"):
+            path = project / "reports/smoke/plots" / name
+            assert re.sub(r"[/.]", "_", f"reports/smoke/plots/{name}") in html, name  # the plot's id
+            header, first = path.read_text().splitlines()[:2]
+            column, value = header.split(",")[1], first.split(",")[1]
+            assert f'"{column}": "{value}"' in html, (name, column, value)  # its data, embedded
 
 
 def _walk(node):
