@@ -184,6 +184,8 @@ def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv: DistEnv, at
         tracker.set_tags({**attempt.tags(), "fmrepro.world_size": denv.world_size,
                           "fmrepro.host": socket.gethostname(),
                           "fmrepro.device": torch.cuda.get_device_name(device) if cuda else "cpu"})
+        # the prepared data as the run's input (the UI's Dataset column): name + manifest hash
+        tracker.log_input(job["dataset"], tags["fmrepro.data_hash"], str(job["paths"]["data_dir"]))
         if resume:
             print(f"resuming {run_dir / 'last.pt'} at step {resume['step']}/{steps}", file=sys.stderr)
 

@@ -244,6 +244,15 @@ def test_figures_written(store: dict, tmp_path: Path) -> None:
     readme = (report.out_dir / "README.md").read_text()
     assert "![Figure 7: fixed-step solvers vs NFE](fig7_solver_sweep.png)" in readme
     assert "testhost" in readme and "hash-digits" in readme
+    # plot data for `dvc plots show` (dvc.yaml `plots:`): the same histories as the figures
+    plots = report.out_dir / "plots"
+    d, m = EXPECTED[0]
+    assert (plots / "loss" / f"{d}_{m}.csv").read_text().splitlines() == ["step,loss", "1,1", "2,0.5",
+                                                                         "3,0.3333333333"]
+    assert (plots / "fig5" / f"{d}_{m}.csv").read_text().splitlines()[0] == "step,quality,nll"
+    fig7 = (plots / "fig7" / f"{d}_{m}_euler.csv").read_text().splitlines()
+    assert fig7[0] == "nfe,error,quality" and [r.split(",")[:2] for r in fig7[1:]] == [
+        ["4", "0.75"], ["8", "0.375"], ["16", "0.1875"]]
 
 
 def test_cli_params_mode_strict_and_errors(store: dict, tmp_path: Path, capsys) -> None:

@@ -36,14 +36,44 @@ def _dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return out
 
 
+def _git(*args: str, cwd: Path) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"git {' '.join(args)}: {out.stderr[-2000:]}"
+    return out.stdout
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    """A git + DVC project (``dvc exp`` needs git) with the real dvc.yaml and tiny params."""
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "fmcore", tmp_path / "fmcore", ignore=shutil.ignore_patterns("__pycache__"))
     write_yaml(tmp_path / "params" / "smoke.yaml", _tiny_params())
-    _dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    (tmp_path / ".gitignore").write_text("/mlflow.db*\n/mlartifacts/\n")
+    _git("init", "-q", cwd=tmp_path)
+    _git("config", "user.email", "test@example.invalid", cwd=tmp_path)
+    _git("config", "user.name", "fmrepro test", cwd=tmp_path)
+    _dvc("init", "-q", cwd=tmp_path)
+    _git("add", "-A", cwd=tmp_path)
+    _git("commit", "-qm", "project", cwd=tmp_path)
     return tmp_path
+
+
+def test_params_file_named_once_and_paper_grid_resolves(tmp_path):
+    """dvc.yaml names the params file only in `vars`; pointing it at paper.yaml gives the paper grid."""
+    text = (ROOT / "dvc.yaml").read_text()
+    lines = [ln.strip() for ln in text.splitlines()
+             if "params/smoke.yaml" in ln and not ln.strip().startswith("#")]
+    assert lines == ["- params/smoke.yaml", "- params_file: params/smoke.yaml"]
+    (tmp_path / "params").mkdir()
+    shutil.copy(ROOT / "params" / "paper.yaml", tmp_path / "params" / "paper.yaml")
+    (tmp_path / "dvc.yaml").write_text(text.replace("params/smoke.yaml", "params/paper.yaml"))
+    _dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    stages = _dvc("stage", "list", "--name-only", cwd=tmp_path).stdout.split()
+    paper = load_yaml(ROOT / "params" / "paper.yaml")
+    assert {f"train@{job}" for job in paper["jobs"]} <= set(stages)
+    shown = _dvc("stage", "list", cwd=tmp_path).stdout
+    assert "params/smoke.yaml" not in (tmp_path / "dvc.yaml").read_text() and "report" in stages, shown
 
 
 def _would_run(project: Path) -> set[str]:
@@ -82,3 +112,43 @@ def test_dvc_repro_then_one_lr_change_reruns_only_that_job(project):
     assert set(re.findall(r"Running stage '([^']+)'", ran)) == changed
     assert untouched.stat().st_mtime_ns == before
     assert _dvc("status", "--quiet", cwd=project, check=False).returncode == 0
+
+    # A DVC experiment with the documented -S syntax (Hydra's `++` adds the key when the job has
+    # no train override yet): only that job's train/evaluate and the report run again.
+    _git("add", "-A", cwd=project)
+    _git("commit", "-qm", "baseline results", cwd=project)
+    baseline = json.loads((project / "results/smoke/checkerboard/fm_ot/train.json").read_text())
+    ran = _dvc("exp", "run", "-n", "lr-ot", "-S", "params/smoke.yaml:++jobs.checkerboard-fm_ot.train.lr=0.002",
+               cwd=project).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", ran)) == {
+        "train@checkerboard-fm_ot", "evaluate@checkerboard-fm_ot", "report"}
+    exps = json.loads(_dvc("exp", "show", "--json", cwd=project).stdout)
+    [exp] = [e for e in _walk(exps) if e.get("name") == "lr-ot" and e.get("data")]  # (not its group)
+    params = exp["data"]["params"]["params/smoke.yaml"]["data"]
+    assert params["jobs"]["checkerboard-fm_ot"]["train"]["lr"] == 0.002
+    metrics = exp["data"]["metrics"]["results/smoke/checkerboard/fm_ot/train.json"]["data"]
+    assert metrics["final_loss"] != baseline["final_loss"] and metrics["steps"] == baseline["steps"]
+    assert "results/smoke/checkerboard/fm_ot/eval/metrics.json" in exp["data"]["metrics"]
+
+    # dvc plots show renders the loss curves and the Fig. 5 / Fig. 7 series of every job
+    _dvc("plots", "show", "-o", "plots_html", cwd=project)
+    html = (project / "plots_html" / "index.html").read_text()
+    for job in JOBS:
+        tag = job.replace("-", "_")
+        for name in (f"loss/{tag}.csv", f"fig5/{tag}.csv", f"fig7/{tag}_euler.csv"):
+            path = project / "reports/smoke/plots" / name
+            assert re.sub(r"[/.]", "_", f"reports/smoke/plots/{name}") in html, name  # the plot's id
+            header, first = path.read_text().splitlines()[:2]
+            column, value = header.split(",")[1], first.split(",")[1]
+            assert f'"{column}": "{value}"' in html, (name, column, value)  # its data, embedded
+
+
+def _walk(node):
+    """Every dict in ``dvc exp show --json`` output (its nesting differs between versions)."""
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)

@@ -24,6 +24,8 @@ def env() -> dict:
     e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
     e.pop("SNAKEMAKE_PROFILE", None)
     e.pop("MLFLOW_TRACKING_URI", None)  # each run uses sqlite:///mlflow.db in its own directory
+    # ... which the one-machine test cluster (one local disk) may use under the SLURM executor
+    e["FMREPRO_ALLOW_SQLITE_ON_SLURM"] = "1"
     return e
 
 

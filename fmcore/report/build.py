@@ -13,6 +13,7 @@ from fmcore.report.artifacts import gather_figure_data
 from fmcore.report.collect import collect_runs
 from fmcore.report.figures import draw_figures
 from fmcore.report.paper import load_paper_table
+from fmcore.report.plot_data import write_plot_data
 from fmcore.report.readme import dvc_data_hashes, render_readme
 from fmcore.report.table import Table1, build_table1, format_csv
 from fmcore.report.table_format import latex_table, markdown_table
@@ -91,6 +92,7 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
             data = gather_figure_data(MlflowClient(tracking_uri), runs.evaluations, expected, Path(tmp))
         notes += data.notes
         files += draw_figures(data, out_dir)
+        files += write_plot_data(MlflowClient(tracking_uri), data, runs.evaluations, out_dir)
     datasets = list(dict.fromkeys(d for d, _ in expected))
     readme = render_readme(experiment=experiment, command=command, tracking_uri=redact_uri(tracking_uri),
                            table=table, table_md=table_md, evaluations=runs.evaluations, paper=paper, warnings=warnings,

@@ -21,6 +21,7 @@ Typical use (training and evaluation alike)::
 from fmcore.tracking.base import (
     DEFAULT_URI,
     MASK,
+    check_cluster_store,
     flatten_params,
     git_commit,
     mask_secret_tree,
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_URI",
     "MASK",
     "NullTracker",
+    "check_cluster_store",
     "Tracker",
     "flatten_params",
     "flush_spool",

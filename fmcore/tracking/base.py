@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_URI", "MASK", "flatten_params", "git_commit", "mask_secret_tree", "mask_secrets",
-           "redact_uri", "scrub", "tracking_uri"]
+__all__ = ["DEFAULT_URI", "MASK", "check_cluster_store", "flatten_params", "git_commit", "mask_secret_tree",
+           "mask_secrets", "redact_uri", "scrub", "standard_tags", "tracking_uri"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 SECRET_KEY = re.compile(r"(token|passw(or)?d|secret|api[_.-]?key|credential|private[_.-]?key)", re.I)
@@ -22,6 +22,48 @@ MASK = "***"
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def standard_tags() -> dict[str, str]:
+    """MLflow's own run tags (filled in the UI's Source/Version/User columns): the entry point
+    (``python -m fmcore.train`` -> ``fmcore.train``), the git commit and the user."""
+    import getpass
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = spec.name.removesuffix(".__main__") if spec else Path(sys.argv[0]).name
+    tags = {"mlflow.source.name": name or "python", "mlflow.source.type": "LOCAL"}
+    commit = git_commit()
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        pass
+    return tags
+
+
+def check_cluster_store(uri: str, executor: str | None) -> None:
+    """Refuse a file-based store (``sqlite:``, ``file:``, a plain path) under the SLURM executor.
+
+    Jobs on many nodes writing one SQLite file on a shared filesystem (NFS, Lustre without
+    flock) lose or corrupt records. ``FMREPRO_ALLOW_SQLITE_ON_SLURM=1`` allows it where every
+    "node" shares one local disk (the one-machine test cluster).
+
+    Raises:
+        ValueError: one line naming the recipe (docs/workflow.md, "Tracking server").
+    """
+    if not executor or executor.replace("-", "_") != "slurm":  # slurm-jobstep runs inside a job
+        return
+    if uri.startswith(("http://", "https://", "postgresql", "mysql", "databricks")):
+        return
+    if os.environ.get("FMREPRO_ALLOW_SQLITE_ON_SLURM") == "1":
+        return
+    raise ValueError(f"MLFLOW_TRACKING_URI={uri} is a file store, unsafe for SLURM jobs on a shared "
+                     "filesystem: start 'python -m fmcore.tracking server --root DIR' once and export "
+                     "MLFLOW_TRACKING_URI "
+                     "to its URL (docs/workflow.md, 'Tracking server')")
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -27,7 +27,7 @@ from fmcore.io import atomic_write_text
 
 __all__ = ["OPS", "Spool", "SpoolContents", "spool_key"]
 
-OPS = ("start", "resume", "metrics", "tags", "artifact", "end")
+OPS = ("start", "resume", "metrics", "tags", "artifact", "input", "end")
 KEY_ENV = "FMREPRO_SPOOL_KEY_FILE"
 
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fmcore.io import atomic_savez
-from fmcore.tracking.base import flatten_params, mask_secrets, redact_uri, scrub, tracking_uri
+from fmcore.tracking.base import flatten_params, mask_secrets, redact_uri, scrub, standard_tags, tracking_uri
 from fmcore.tracking.spool import Spool
 from fmcore.tracking.store import BATCH, Store
 
@@ -74,8 +75,9 @@ class Tracker:
             self.run_id = run_id
             self._put({"op": "resume", "run_id": run_id})
         elif not any(r["op"] == "start" for r in self._pending):  # a spooled start is replayed
-            tags = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
-            self._put({"op": "start", "experiment": experiment, "run_name": run_name,
+            tags = {**standard_tags(), **(tags or {}),
+                    **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+            self._put({"op": "start", "key": uuid.uuid4().hex, "experiment": experiment, "run_name": run_name,
                        "tags": {k: str(v) for k, v in tags.items()},
                        "params": mask_secrets(flatten_params(params or {}))})
         self._thread = threading.Thread(target=self._work, name="fmcore-tracking", daemon=True)
@@ -90,6 +92,10 @@ class Tracker:
     def set_tags(self, values: Mapping[str, Any]) -> None:
         """Queue run tags."""
         self._put({"op": "tags", "values": {k: str(v) for k, v in values.items()}})
+
+    def log_input(self, name: str, digest: str, source: str, context: str = "train") -> None:
+        """Queue a dataset input of the run (MLflow's Dataset column): name, content hash, location."""
+        self._put({"op": "input", "name": name, "digest": digest, "source": source, "context": context})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Queue a file as an artifact; the file must still exist when it is delivered.

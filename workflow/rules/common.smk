@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from fmcore.config import ParamsError, load_params, resolve_job, validate_params
+from fmcore.tracking.base import check_cluster_store, tracking_uri
 
 # The Python running Snakemake (.venv/bin/python): every job uses the same environment.
 # PY and PARAMS_FILE appear in the shell commands as globals on purpose (`snakemake --lint`
@@ -62,3 +63,11 @@ def job_section(*keys):
     return lambda wc: as_json(
         {k: resolve_job(PARAMS, wc.dataset, wc.method)[k] for k in keys}
     )
+
+
+onstart:
+    # Many SLURM jobs must not share one SQLite file (docs/workflow.md, "Tracking server").
+    try:
+        check_cluster_store(tracking_uri(), workflow.executor_plugin.name)
+    except ValueError as err:
+        raise WorkflowError(f"fmrepro: {err}") from None
