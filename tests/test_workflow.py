@@ -209,7 +209,7 @@ def _shell_commands() -> list[str]:
 
 def test_every_shell_placeholder_is_quoted():
     commands = _shell_commands()
-    assert len(commands) == 5
+    assert len(commands) == 6  # prepare, reference, train, evaluate_shard, evaluate, report
     for cmd in commands:
         assert "python" not in cmd and cmd.count(" -m fmcore.") == 1, cmd
         for field in re.findall(r"\{([^{}]+)\}", cmd):

@@ -11,12 +11,15 @@ times, per sample and after warm-up:
 * ``divergence_s``: one field evaluation with a Hutchinson vector-Jacobian product (one NFE
   of the NLL's augmented ODE, ``fmcore.likelihood.divergence`` with one probe).
 
+On a CPU each is timed with the job's own ``train.num_threads`` / ``evaluate.num_threads``
+(0: all), as the jobs will run.
+
 The batch is the job's per-GPU batch where it fits (``--max-batch`` caps it: a 295 M U-Net at
 batch 256 does not run on a laptop CPU in minutes), so on a CPU the per-sample time is
 measured at a small batch; per-sample time falls with batch size on a GPU, so the planner
 trusts a GPU profile only at the batch it was measured at (stated in its table).
 The profile is ``benchmarks/profiles/<device>.json``: ``{"device", "torch", "threads",
-"created", "models": {<model key>: {"dataset", "params", "shape", "batch", "precision",
+"created", "models": {<model key>: {"dataset", "params", "shape", "batch", "precision", "threads",
 "train_s", "forward_s", "divergence_s"}}}``; the model key is a hash of the model config, so
 a profile applies to any params file using the same networks.
 """
@@ -118,13 +121,22 @@ def _measure(job: dict, batch: int, device: torch.device, repeats: int) -> dict[
         out = model(x, t)
         divergence(out, x, probes=torch.randn_like(x).unsqueeze(0))
 
-    model.train()
-    train_s = _time(train_step, device, repeats) / batch
-    model.eval()
+    # on a CPU, time with the threads the job itself will use (train / evaluate num_threads)
+    threads = {k: int(job[k].get("num_threads", 0)) or torch.get_num_threads() for k in ("train", "evaluate")}
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads["train"])
+        model.train()
+        train_s = _time(train_step, device, repeats) / batch
+        torch.set_num_threads(threads["evaluate"])
+        model.eval()
+        forward_s = _time(forward, device, repeats) / batch
+        divergence_s = _time(div, device, repeats) / batch
+    finally:
+        torch.set_num_threads(before)
     return {"dataset": job["dataset"], "params": sum(p.numel() for p in model.parameters()),
-            "shape": list(shape), "batch": batch, "precision": precision, "train_s": train_s,
-            "forward_s": _time(forward, device, repeats) / batch,
-            "divergence_s": _time(div, device, repeats) / batch}
+            "shape": list(shape), "batch": batch, "precision": precision, "threads": threads,
+            "train_s": train_s, "forward_s": forward_s, "divergence_s": divergence_s}
 
 
 def calibrate(params: dict, device: torch.device, max_batch: int = 0, repeats: int = 3,

@@ -40,7 +40,7 @@ rule evaluate_shard:
     shell:
         "{PY:q} -m fmcore.evaluate run --params {PARAMS_FILE:q}"
         " --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
-        " --shard {wildcards.shard}/{wildcards.shards} > {log:q} 2>&1"
+        " --shard {wildcards.shard:q}/{wildcards.shards:q} > {log:q} 2>&1"
 
 
 rule evaluate:
