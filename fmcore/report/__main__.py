@@ -21,7 +21,7 @@ from pathlib import Path
 from fmcore.config import ParamsError, jobs, load_params
 from fmcore.report.build import build_report
 from fmcore.report.collect import resolve_tracking_uri
-from fmcore.tracking.base import redact_uri, scrub
+from fmcore.tracking.base import redact_uri, scrub, tracking_uri
 
 __all__ = ["main", "parse_args"]
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if not type(exc).__module__.startswith(STORE_ERRORS):
             raise
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        uri = args.tracking_uri or tracking_uri()
         print(f"error: {redact_uri(uri)}: cannot read the MLflow store ({type(exc).__name__}: "
               f"{scrub(first, uri)})", file=sys.stderr)
         return 1
