@@ -37,17 +37,18 @@ pytestmark = [
 
 RUN = "results/campaign/checkerboard/fm_ot"
 ATTEMPTS = "logs/campaign/train/checkerboard/fm_ot.attempts"
-STEPS = 16000  # ~95 s of 2-rank training here (170 steps/s): longer than an incarnation before its warning
 RUNTIME_MIN, LEAD_S = 2, 60  # SLURM's time-limit warning comes 60-90 s into each incarnation
+AFTER_REQUEUE_S = 130  # training left after the admin's requeue: longer than an incarnation before its warning
+CALIBRATION_STEPS = 2000
 
 
-def _params(runtime: int = RUNTIME_MIN) -> dict:
+def _params(steps: int, runtime: int = RUNTIME_MIN) -> dict:
     p = load_yaml(SMOKE_PARAMS)
     p["experiment"] = "campaign"
     p["datasets"] = {"checkerboard": {**p["datasets"]["checkerboard"], "n_train": 20000, "n_test": 500}}
     for section in ("models", "train", "evaluate"):
         p[section] = {"checkerboard": p[section]["checkerboard"]}
-    p["train"]["checkerboard"].update(steps=STEPS, batch_size=256, checkpoint_every=250, log_every=100,
+    p["train"]["checkerboard"].update(steps=steps, batch_size=256, checkpoint_every=250, log_every=100,
                                       micro_batches=2, num_threads=1)
     p["evaluate"]["checkerboard"]["during_training"]["every"] = 2000
     p["resources"] = {"checkerboard": {
@@ -58,11 +59,9 @@ def _params(runtime: int = RUNTIME_MIN) -> dict:
     return p
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict:
-    """The uninterrupted 2-rank run (torchrun, gloo) the campaign must reproduce bitwise."""
-    work = tmp_path_factory.mktemp("reference")
-    params = _params()
+def _train_2_ranks(work: Path, steps: int) -> dict:
+    """An uninterrupted 2-rank training (torchrun, gloo) in ``work``; its train.json."""
+    params = _params(steps)
     write_yaml(work / "params.yaml", params)
     prepare("checkerboard", copy.deepcopy(params["datasets"]["checkerboard"]), work / "data/prepared/checkerboard")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python",
@@ -70,11 +69,29 @@ def reference(tmp_path_factory) -> dict:
            "--method", "fm_ot"]
     out = subprocess.run(cmd, cwd=work, env=env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads((work / RUN / "train.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory) -> int:
+    """Training steps sized to this machine's speed (measured), so the time-limit warning always falls
+    inside training: a fixed count finished before the warning on a faster CI machine."""
+    measured = _train_2_ranks(tmp_path_factory.mktemp("calibrate"), CALIBRATION_STEPS)
+    per_s = measured["steps"] / measured["train_seconds"]
+    wanted = 1500 + per_s * AFTER_REQUEUE_S  # the admin requeues at step >= 1000, polled every second
+    return max(16000, -(-int(wanted) // 500) * 500)  # a multiple of checkpoint_every and log_every
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, steps) -> dict:
+    """The uninterrupted 2-rank run the campaign must reproduce bitwise."""
+    work = tmp_path_factory.mktemp("reference")
+    _train_2_ranks(work, steps)
     return load_checkpoint(work / RUN / "checkpoint.pt")
 
 
-def _workdir(tmp_path: Path, runtime: int = RUNTIME_MIN) -> Path:
-    params = _params(runtime)
+def _workdir(tmp_path: Path, steps: int, runtime: int = RUNTIME_MIN) -> Path:
+    params = _params(steps, runtime)
     write_yaml(tmp_path / "params.yaml", params)
     prepare("checkerboard", copy.deepcopy(params["datasets"]["checkerboard"]),
             tmp_path / "data/prepared/checkerboard")
@@ -141,16 +158,16 @@ def _scontrol(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", out.stdout))
 
 
-def _same_weights(got: dict, want: dict) -> None:
+def _same_weights(got: dict, want: dict, steps: int) -> None:
     for part in ("model", "ema"):
         for k, v in want[part].items():
             assert torch.equal(got[part][k], v), f"{part}.{k} differs from the uninterrupted run"
-    assert got["step"] == want["step"] == STEPS and got["loss_tail"] == want["loss_tail"]
+    assert got["step"] == want["step"] == steps and got["loss_tail"] == want["loss_tail"]
 
 
 @pytest.mark.timeout(1200)
-def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path, reference):
-    work = _workdir(tmp_path)
+def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path, steps, reference):
+    work = _workdir(tmp_path, steps)
     requeued_by_admin = []
 
     def requeue_once(jobs: list[dict]) -> None:  # (a): from outside, as an admin or a preemption would
@@ -169,7 +186,7 @@ def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path
     ends = [r for r in rows if r["event"] == "end"]
     assert ends[0]["outcome"] == "preempted" and "SIGTERM" in ends[0]["detail"], rows
     assert "requeued" in [r["outcome"] for r in ends[1:-1]], rows  # (b) the time-limit warning
-    assert ends[-1]["outcome"] == "finished" and int(ends[-1]["step"]) == STEPS, rows
+    assert ends[-1]["outcome"] == "finished" and int(ends[-1]["step"]) == steps, rows
     # one job id throughout; SLURM's restart count names each incarnation (it may also count a
     # launch SLURM retried itself, so the numbers need not be consecutive)
     restarts = sorted(int(re.fullmatch(rf"slurm{job_id}\.r(\d+)", r["attempt"]).group(1)) for r in ends)
@@ -177,7 +194,7 @@ def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path
     assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == restarts[-1], info
     assert info["NodeList"] in ("n[1-2]", "n1,n2"), info  # one rank on each node
 
-    _same_weights(load_checkpoint(work / RUN / "checkpoint.pt"), reference)
+    _same_weights(load_checkpoint(work / RUN / "checkpoint.pt"), reference, steps)
     # every attempt kept its own log, per rank; the rule log labels the ranks (srun --label)
     for n in restarts:
         for rank, node in ((0, "n1"), (1, "n2")):
@@ -195,13 +212,13 @@ def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path
     assert run.info.status == "FINISHED"
     assert run.data.tags["fmrepro.slurm.job_id"] == job_id
     assert run.data.tags["fmrepro.slurm.restart_count"] == str(restarts[-1])
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
-    assert len(steps) == len(set(steps)) and set(range(100, STEPS + 1, 100)) <= set(steps)
+    logged = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert len(logged) == len(set(logged)) and set(range(100, steps + 1, 100)) <= set(logged)
 
 
 @pytest.mark.timeout(1200)
-def test_a_restarted_controller_never_leaves_two_writers(tmp_path, reference):
-    work = _workdir(tmp_path, runtime=10)  # no time limit in the way here
+def test_a_restarted_controller_never_leaves_two_writers(tmp_path, steps, reference):
+    work = _workdir(tmp_path, steps, runtime=10)  # no time limit in the way here
     first = _controller(work)
     first_job, deadline = None, time.monotonic() + 600
     while time.monotonic() < deadline and first.poll() is None:
@@ -224,10 +241,10 @@ def test_a_restarted_controller_never_leaves_two_writers(tmp_path, reference):
     first_end = next(r for r in rows if r["attempt"] == f"slurm{first_job}.r0" and r["event"] == "end")
     lock = next(r for r in rows if r["attempt"] == f"slurm{dup}.r0" and r["event"] == "lock")
     assert f"SLURM job {first_job}" in lock["detail"] and lock["time"] >= first_end["time"], rows
-    assert first_end["outcome"] == "finished" and int(first_end["step"]) == STEPS, rows
+    assert first_end["outcome"] == "finished" and int(first_end["step"]) == steps, rows
     dup_end = next(r for r in rows if r["attempt"] == f"slurm{dup}.r0" and r["event"] == "end")
     assert dup_end["outcome"] == "finished", rows
     dup_log = (work / ATTEMPTS / f"slurm{dup}.r0.rank0.log").read_text()
-    assert "waiting for it to finish" in dup_log and f"at step {STEPS}/{STEPS}" in dup_log
+    assert "waiting for it to finish" in dup_log and f"at step {steps}/{steps}" in dup_log
     assert _scontrol(first_job)["JobState"] == "COMPLETED" and _scontrol(dup)["JobState"] == "COMPLETED"
-    _same_weights(load_checkpoint(work / RUN / "checkpoint.pt"), reference)
+    _same_weights(load_checkpoint(work / RUN / "checkpoint.pt"), reference, steps)
