@@ -3,7 +3,9 @@
 Result columns come only from MLflow evaluation runs; ``paper_*`` columns only from the
 paper's table. 2D datasets have an NLL in nats, not bits/dim: their ``nll_bpd`` stays
 empty and the nats go to a separate table (``NATS_COLUMNS``). A missing evaluation run
-gives a row with empty result cells, never a dropped row.
+gives a row with empty result cells, never a dropped row; a failed evaluation part gives
+cells marked ``failed`` with a footnote (``report/failures.py``), and the CSV's
+``failed_parts`` column names the parts.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
+
+from fmcore.report.failures import Failure, failures_of
 
 __all__ = [
     "LOWER_IS_BETTER",
@@ -25,7 +29,7 @@ __all__ = [
 TABLE1_COLUMNS = [
     "dataset", "method", "nll_bpd", "nll_bpd_se", "quality_metric", "quality", "nfe",
     "nfe_ratio_vs_ddpm", "paper_nll_bpd", "paper_fid", "paper_nfe", "mlflow_run_id",
-    "git_commit", "data_hash",
+    "git_commit", "data_hash", "failed_parts",
 ]
 NATS_COLUMNS = ["dataset", "method", "nll_nats", "nll_nats_se", "mlflow_run_id"]
 LOWER_IS_BETTER = ("nll_bpd", "quality", "nfe", "paper_nll_bpd", "paper_fid", "paper_nfe", "nll_nats")
@@ -41,12 +45,15 @@ class Table1:
             evaluations report ``nll_nats``.
         missing: expected (dataset, method) pairs with no finished evaluation run.
         stand_ins: quality metric names that are not Inception FID.
+        failures: failed evaluation parts of the used runs, numbered for footnotes
+            (``report/failures.py``); their cells read ``failed`` with the mark.
     """
 
     rows: pd.DataFrame
     nats: pd.DataFrame
     missing: list[tuple[str, str]]
     stand_ins: list[str]
+    failures: tuple[Failure, ...] = ()
 
 
 def _num(value: object) -> float:
@@ -99,6 +106,7 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
             "mlflow_run_id": ev.get("eval_run_id", ""),
             "git_commit": ev.get("git_commit", ""),
             "data_hash": ev.get("data_hash", ""),
+            "failed_parts": ",".join(ev.get("failed_reasons") or {}),
         })
         if dataset in nats_datasets:
             nats.append({"dataset": dataset, "method": method, "nll_nats": _num(ev.get("nll_nats")),
@@ -110,7 +118,8 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
         nfe / ddpm_nfe[d] if d in ddpm_nfe and ddpm_nfe[d] > 0 else math.nan
         for d, nfe in zip(table["dataset"], table["nfe"], strict=True)
     ]
-    return Table1(table, pd.DataFrame(nats, columns=NATS_COLUMNS), missing, sorted(stand_ins))
+    failures = failures_of(expected, list(by_pair.values()), nats_datasets)
+    return Table1(table, pd.DataFrame(nats, columns=NATS_COLUMNS), missing, sorted(stand_ins), tuple(failures))
 
 
 def _csv_cell(value: object) -> str:
