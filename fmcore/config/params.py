@@ -54,7 +54,7 @@ def validate_params(params: Any, source: str = "<params>") -> dict:
         for section, name in (("datasets", job["dataset"]), ("methods", job["method"])):
             if name not in params[section]:
                 raise ParamsError(
-                    f"{source}: jobs.{key}: {section[:-1]} {name!r} is not defined under "
+                    f"{source}: jobs.{key}.{section[:-1]}={name!r}: not defined under "
                     f"'{section}' (known: {', '.join(sorted(params[section]))})"
                 )
         for section in ("models", "train", "evaluate", "resources"):

@@ -26,7 +26,8 @@ PART_COLUMNS = {  # Table 1 columns a part fills (2D datasets: the NLL in nats i
     "quality": ("quality", "nfe", "nfe_ratio_vs_ddpm"),
 }
 NATS_PART_COLUMNS = {"nll": ("nll_nats", "nll_nats_se")}
-FIGURE_PARTS = {"snapshots": "Fig. 4", "during_training": "Fig. 5", "trajectories": "Fig. 6", "sweep": "Fig. 7"}
+FIGURE_PARTS = {"snapshots": "Fig. 4", "during_training": "Fig. 5", "trajectories": "Fig. 6",
+                "sweep": "Fig. 7"}
 _LIMIT = 300
 
 

@@ -21,26 +21,23 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
 from fmcore.report.artifacts import FigureData
+from fmcore.report.methods import METHOD_LABELS, method_colors, method_label
 from fmcore.io import atomic_write
 
 __all__ = ["FIGURES", "METHOD_LABELS", "draw_figures", "save_figure"]
 
 FIGURES = ("fig4_paths_2d", "fig5_quality_during_training", "fig6_trajectories", "fig7_solver_sweep")
-METHOD_LABELS = {"fm_ot": "FM w/ OT", "fm_vp": "FM w/ Diffusion", "ddpm": "DDPM",
-                 "score_ve": "Score Matching (VE)", "scoreflow": "ScoreFlow",
-                 "rectified_flow": "Rectified flow", "ot_cfm": "OT-CFM (minibatch)"}
-_COLORS = {"fm_ot": "#d62728", "fm_vp": "#1f77b4", "ddpm": "#2ca02c", "score_ve": "#9467bd",
-           "scoreflow": "#8c564b", "rectified_flow": "#ff7f0e", "ot_cfm": "#e377c2"}
 _SOLVER_STYLES = ("-", "--", ":", "-.")
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 
 
 def _label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    return method_label(method)
 
 
-def _color(method: str) -> str:
-    return _COLORS.get(method, "#7f7f7f")
+def _colors(data: FigureData) -> dict[str, str]:
+    """Colours of the figure's methods (``report/methods.py``: unknown methods get their own)."""
+    return method_colors(m for _, m in data.order)
 
 
 def _placeholder(title: str, message: str) -> Figure:
@@ -97,6 +94,7 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
     if not datasets:
         return _placeholder("Fig. 5: quality during training", "no during_training/* metric histories")
     kinds = [k for k in ("quality", "nll") if any(k in h for h in data.during_training.values())]
+    color = _colors(data)
     fig = Figure(figsize=(4.2 * len(datasets), 3.0 * len(kinds)), layout="constrained")
     axes = fig.subplots(len(kinds), len(datasets), squeeze=False)
     for j, dataset in enumerate(datasets):
@@ -105,7 +103,7 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
             for d, method in data.order:
                 hist = data.during_training.get((d, method), {}).get(kind)
                 if d == dataset and hist is not None and not hist.empty:
-                    ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=_color(method),
+                    ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=color[method],
                             label=_label(method))
             if not ax.lines:
                 ax.text(0.5, 0.5, f"no {kind} during training\n(evaluate.{dataset}.during_training)",
@@ -135,15 +133,16 @@ def _image(x: np.ndarray) -> np.ndarray:
 def _trajectory_block(sub: Figure, data: FigureData, dataset: str) -> None:
     pairs = [p for p in data.order if p[0] == dataset and p in data.trajectories]
     first = data.trajectories[pairs[0]]["x"]
+    color = _colors(data)
     if first.ndim == 3 and first.shape[-1] == 2:
         axes = sub.subplots(1, len(pairs), squeeze=False)[0]
         ends = np.concatenate([data.trajectories[p]["x"][-1] for p in pairs])
         lim = max(1.0, 1.1 * float(np.quantile(np.abs(ends), 0.995)))
         for ax, (_, method) in zip(axes, pairs, strict=True):
             x = data.trajectories[(dataset, method)]["x"]
-            ax.plot(x[:, :, 0], x[:, :, 1], color=_color(method), lw=0.6, alpha=0.6)
+            ax.plot(x[:, :, 0], x[:, :, 1], color=color[method], lw=0.6, alpha=0.6)
             ax.scatter(x[0, :, 0], x[0, :, 1], s=4, c="black", label="x_0 (noise)")
-            ax.scatter(x[-1, :, 0], x[-1, :, 1], s=4, c=_color(method), label="x_1")
+            ax.scatter(x[-1, :, 0], x[-1, :, 1], s=4, c=color[method], label="x_1")
             ax.set_title(_label(method), fontsize=9)
             r = _panel_lim(x.reshape(-1, 2), lim)
             ax.set_xlim(-r, r)
@@ -192,6 +191,7 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
         return _placeholder("Fig. 7: solver sweep", "no sweep/<solver>/* metric histories")
     solvers = sorted({s for sw in data.sweep.values() for s in sw})
     styles = {s: _SOLVER_STYLES[i % len(_SOLVER_STYLES)] for i, s in enumerate(solvers)}
+    color = _colors(data)
     fig = Figure(figsize=(9.0, 3.2 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), 2, squeeze=False)
     for i, dataset in enumerate(datasets):
@@ -202,7 +202,7 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
                 for solver, hist in data.sweep[(dataset, method)].items():
                     if kind in hist and not hist[kind].empty:
                         ax.plot(hist[kind]["step"], hist[kind]["value"], ls=styles[solver], marker="o",
-                                ms=3, color=_color(method))
+                                ms=3, color=color[method], label=f"{_label(method)} ({solver})")
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())
             shown = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
@@ -216,7 +216,7 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
                           else metric + ("" if metric == "fid" else " (stand-in)"))
             ax.set_title(dataset)
             ax.grid(alpha=0.3)
-        handles = [Line2D([], [], color=_color(m), label=_label(m)) for m in methods]
+        handles = [Line2D([], [], color=color[m], label=_label(m)) for m in methods]
         handles += [Line2D([], [], color="black", ls=styles[s], label=s) for s in solvers]
         axes[i, 1].legend(handles=handles, fontsize=7)
     fig.suptitle("Fig. 7: fixed-step solvers at low NFE")

@@ -119,7 +119,8 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
         for d, nfe in zip(table["dataset"], table["nfe"], strict=True)
     ]
     failures = failures_of(expected, list(by_pair.values()), nats_datasets)
-    return Table1(table, pd.DataFrame(nats, columns=NATS_COLUMNS), missing, sorted(stand_ins), tuple(failures))
+    nats_table = pd.DataFrame(nats, columns=NATS_COLUMNS)
+    return Table1(table, nats_table, missing, sorted(stand_ins), tuple(failures))
 
 
 def _csv_cell(value: object) -> str:
