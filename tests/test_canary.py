@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from fmcore.canary.__main__ import main
-from fmcore.canary.probe import PartCheck, _fit, _micro_batches_for, rank_batch
+from fmcore.canary.checks import PartCheck, fit_batch, micro_batches_for, rank_batch
 from fmcore.config import load_params, resolve_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,14 +77,14 @@ def test_oom_halves_until_it_fits_and_names_micro_batches() -> None:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     part = PartCheck("nll", 500, 500)
-    _fit(part, run, torch.device("cpu"), cap=0)
+    fit_batch(part, run, torch.device("cpu"), cap=0)
     assert (part.batch, part.status) == (15, "oom")  # 500 -> 250 -> 125 -> 62 -> 31 -> 15
     job = resolve_job(load_params(PAPER), "cifar10", "fm_ot")
     assert rank_batch(job) == (2, 128, 1)  # 256 over 2 GPUs, one micro-batch each
-    assert _micro_batches_for(job, 100) == 4 and _micro_batches_for(job, 128) == 2
-    assert _micro_batches_for(job, 1) == 256
+    assert micro_batches_for(job, 100) == 4 and micro_batches_for(job, 128) == 2
+    assert micro_batches_for(job, 1) == 256
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        _fit(PartCheck("train", 4, 4), lambda b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError()),
+        fit_batch(PartCheck("train", 4, 4), lambda b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError()),
              torch.device("cpu"), cap=0)
 
 
@@ -94,7 +94,7 @@ def test_paper_unet_on_cpu_through_the_cli() -> None:
     """CI's canary: the paper's real CIFAR-10 U-Net (171 M parameters), batch capped on the CPU."""
     cmd = [sys.executable, "-m", "fmcore.canary", "--params", PAPER, "--synthetic", "--device", "cpu",
            "--jobs", "cifar10-fm_ot"]
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1100)
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1100, check=False)
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     row = next(ln for ln in out.stdout.splitlines() if ln.startswith("cifar10-fm_ot"))
     assert row.split()[1] == "OK" and "2 of 128 x1/rank, 2 rank(s)" in row

@@ -28,12 +28,14 @@ CPU_MAX_BATCH = 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fmcore.canary", description=__doc__.split("\n\n")[0])
     p.add_argument("--params", default="params/smoke.yaml")
-    p.add_argument("--synthetic", action="store_true", help="random data of each dataset's shape (no download)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="random data of each dataset's shape (no download)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda[:i]")
     p.add_argument("--jobs", default="", help="comma list of job keys or dataset names (default: every job)")
     p.add_argument("--max-batch", type=int, default=None,
                    help=f"cap on every batch (default: {CPU_MAX_BATCH} on a CPU, none on CUDA; 0: none)")
-    p.add_argument("--workdir", type=Path, default=None, help="scratch folder for the checkpoints (default: temp)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="scratch folder for the checkpoints (default: temp)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p
 
@@ -49,7 +51,8 @@ def _select(params: dict, wanted: str) -> list[tuple[str, str]]:
         hits = [(d, m) for d, m in grid if name in (f"{d}-{m}", d)]
         if not hits:
             known = ", ".join(sorted({f"{d}-{m}" for d, m in grid} | {d for d, _ in grid}))
-            raise ValueError(f"--jobs: {name!r} is neither a job nor a dataset of the params (known: {known})")
+            raise ValueError(f"--jobs: {name!r} is neither a job nor a dataset of the params "
+                             f"(known: {known})")
         out += [h for h in hits if h not in out]
     return out
 

@@ -9,7 +9,8 @@ from fmcore.canary.probe import JobCheck
 
 __all__ = ["format_table", "to_json"]
 
-_HEADER = ("job", "status", "train micro-batch", "step s", "ckpt save/load s", "evaluation batches (batch: s)",
+_HEADER = ("job", "status", "train micro-batch", "step s", "ckpt save/load s",
+           "evaluation batches (batch: s)",
            "peak memory", "notes")
 
 
