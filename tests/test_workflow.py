@@ -209,7 +209,7 @@ def _shell_commands() -> list[str]:
 
 def test_every_shell_placeholder_is_quoted():
     commands = _shell_commands()
-    assert len(commands) == 6  # prepare, reference, train, evaluate_shard, evaluate, report
+    assert len(commands) == 7  # prepare, reference, train, evaluate_shard, evaluate, report, canary_dataset
     for cmd in commands:
         assert "python" not in cmd and cmd.count(" -m fmcore.") == 1, cmd
         for field in re.findall(r"\{([^{}]+)\}", cmd):
@@ -252,3 +252,21 @@ def test_sharded_evaluation_adds_one_gpu_job_per_shard_and_a_merge(tmp_path):
     for s in range(4):
         assert f"--shard {s}/4" in out.stdout
     assert Counter(j["rule"] for j in jobs)["evaluate"] == 16
+
+
+def test_canary_target_is_one_short_single_gpu_job_per_dataset(tmp_path):
+    """`snakemake canary` (workflow/rules/canary.smk): not part of `all`; one job per dataset."""
+    out = snakemake("-n", "-p", "canary", "-d", str(tmp_path), "--configfile", str(PAPER))
+    assert out.returncode == 0, out.stderr + out.stdout
+    jobs = [j for j in dry_run_jobs(out.stdout + out.stderr) if j["rule"] == "canary_dataset"]
+    datasets = sorted(j["wildcards"]["dataset"] for j in jobs)
+    assert datasets == ["cifar10", "imagenet128", "imagenet32", "imagenet64"]
+    for job in jobs:
+        res = job["resources"]
+        assert res["nodes"] == "1" and res["tasks"] == "1" and int(res["runtime"]) <= 30, job
+        assert res["slurm_extra"] == "--ntasks-per-node=1 --gpus-per-node=1", job
+    assert f"-m fmcore.canary --params {PAPER} --jobs cifar10 --synthetic" in out.stdout
+    placeholder_raw_inputs(load_yaml(PAPER), tmp_path)
+    default = snakemake("-n", "-d", str(tmp_path), "--configfile", str(PAPER))
+    assert default.returncode == 0 and "rule train" in default.stdout + default.stderr
+    assert "rule canary" not in default.stdout + default.stderr

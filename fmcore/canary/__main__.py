@@ -3,7 +3,7 @@
 ::
 
     python -m fmcore.canary --params P [--synthetic] [--device auto|cpu|cuda[:i]]
-                            [--jobs KEY,...] [--max-batch N] [--workdir DIR] [--json]
+                            [--jobs KEY,...] [--max-batch N] [--workdir DIR] [--json] [--out FILE]
 
 ``--jobs`` takes job keys (``cifar10-fm_ot``) or dataset names (all of its jobs). On a CPU
 every batch is capped at ``--max-batch`` (default 2: the paper's U-Nets at their GPU batch
@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=None,
                    help="scratch folder for the checkpoints (default: temp)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     return p
 
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fmcore.canary.probe import check_job
     from fmcore.canary.table import format_table, to_json
+    from fmcore.io import atomic_write_text
 
     cap = args.max_batch if args.max_batch is not None else (CPU_MAX_BATCH if device.type == "cpu" else 0)
     if device.type == "cuda":
@@ -94,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     data = "synthetic data" if args.synthetic else "prepared data"
     note = (f"{args.params}: {len(checks)} job(s) on {device} ({torch.get_num_threads()} threads), {data}, "
             f"{wall:.0f} s" + (f"; every batch capped at {cap} ({device.type.upper()})" if cap else ""))
+    text = to_json(checks, params=args.params, device=str(device), synthetic=args.synthetic, max_batch=cap,
+                   wall_seconds=round(wall, 1))
+    if args.out is not None:
+        atomic_write_text(args.out, text)
     if args.json:
-        print(to_json(checks, params=args.params, device=str(device), synthetic=args.synthetic, max_batch=cap,
-                      wall_seconds=round(wall, 1)), end="")
+        print(text, end="")
     else:
         print(format_table(checks, note), end="")
     return 0 if all(c.ok for c in checks) else 1
