@@ -118,11 +118,11 @@ def _bad_params(tmp_path: Path, edit) -> Path:
 BAD = {
     "unknown_method": (
         lambda p: p["jobs"]["digits-ddpm"].update(method="ddpm2"),
-        "jobs.digits-ddpm.method: 'ddpm2'",
+        "jobs.digits-ddpm.method='ddpm2': not defined under 'methods'",
     ),
     "unknown_dataset": (
         lambda p: p["jobs"].update({"mnist-fm_ot": {"dataset": "mnist", "method": "fm_ot"}}),
-        "dataset 'mnist' is not defined",
+        "jobs.mnist-fm_ot.dataset='mnist': not defined under 'datasets'",
     ),
     "wrong_type": (lambda p: p["train"]["digits"].update(lr="fast"), "train.digits.lr: 'fast'"),
     "parent_dir_dataset": (
@@ -161,7 +161,7 @@ def test_snakemake_reports_bad_params_before_building_the_dag(tmp_path):
     out = snakemake("-n", "--configfile", str(path))
     text = out.stdout + out.stderr
     assert out.returncode != 0
-    assert f"invalid parameters: {path}: jobs.digits-ddpm.method: 'ddpm2' is not one of" in text
+    assert f"invalid parameters: {path}: jobs.digits-ddpm.method='ddpm2': not defined under 'methods'" in text
     assert "Building DAG" not in text
 
 
@@ -270,3 +270,15 @@ def test_canary_target_is_one_short_single_gpu_job_per_dataset(tmp_path):
     default = snakemake("-n", "-d", str(tmp_path), "--configfile", str(PAPER))
     assert default.returncode == 0 and "rule train" in default.stdout + default.stderr
     assert "rule canary" not in default.stdout + default.stderr
+
+
+def test_missing_inception_file_fails_at_planning(tmp_path, monkeypatch):
+    """The Inception file is an input of `reference`: missing, the dry run on the login node says so."""
+    monkeypatch.delenv("FMREPRO_INCEPTION_WEIGHTS", raising=False)
+    params = load_params(PAPER)
+    placeholder_raw_inputs(params, tmp_path)
+    (tmp_path / "data/raw/inception-2015-12-05.pt").unlink()
+    out = snakemake("-n", "-d", str(tmp_path), "--configfile", str(PAPER))
+    assert out.returncode != 0
+    assert "Missing input files for rule reference" in out.stdout + out.stderr
+    assert "data/raw/inception-2015-12-05.pt" in out.stdout + out.stderr

@@ -2,6 +2,7 @@
 # paths, wildcard constraints, per-job parameters and resources. Input functions here only
 # read the params; all computing happens in `python -m fmcore.<cli>` (docs/workflow.md).
 import json
+import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -56,6 +57,16 @@ def raw_input(wildcards):
     """The user-supplied raw data of a dataset ([] for built-in data)."""
     raw = PARAMS["datasets"][wildcards.dataset].get("raw")
     return [raw] if raw else []
+
+
+def inception_input(wildcards):
+    """The Inception file of a dataset evaluated with `fid` ([] otherwise), as
+    `fmcore.metrics.fid.resolve_inception_weights` finds it: a missing one fails at planning."""
+    quality = PARAMS["evaluate"][wildcards.dataset]["quality"]
+    if quality["metric"] != "fid":
+        return []
+    path = os.environ.get("FMREPRO_INCEPTION_WEIGHTS") or quality.get("inception_weights")
+    return [path] if path else []
 
 
 def job_section(*keys):
