@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from workflow_util import ROOT, dry_run_jobs, load_yaml, placeholder_raw_inputs, snakemake, write_yaml
 
 from fmcore.config import SCHEMA_PATH, ParamsError, load_params
@@ -282,3 +283,24 @@ def test_missing_inception_file_fails_at_planning(tmp_path, monkeypatch):
     assert out.returncode != 0
     assert "Missing input files for rule reference" in out.stdout + out.stderr
     assert "data/raw/inception-2015-12-05.pt" in out.stdout + out.stderr
+
+
+def test_cluster_doc_site_resources_and_example_profile_plan(tmp_path):
+    """docs/cluster.md's `resources:` block for 4-GPU nodes / 24 h is valid params, and the shipped
+    profiles/site-example plans the paper grid with it (sbatch flags as the doc says)."""
+    text = (ROOT / "docs" / "cluster.md").read_text(encoding="utf-8")
+    block = text.split("<!-- site-resources:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    params = load_yaml(PAPER)
+    params["resources"] = yaml.safe_load(block)["resources"]
+    path = write_yaml(tmp_path / "site.yaml", params)
+    loaded = load_params(path)
+    assert all(r["runtime"] <= 1440 and r["gpus_per_node"] <= 4 for r in loaded["resources"].values())
+    placeholder_raw_inputs(params, tmp_path)
+    out = snakemake("-n", "--profile", str(ROOT / "profiles" / "site-example"), "-d", str(tmp_path),
+                    "--configfile", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    trains = {j["wildcards"]["dataset"]: j["resources"] for j in dry_run_jobs(out.stdout + out.stderr)
+              if j["rule"] == "train"}
+    assert trains["imagenet128"]["nodes"] == "8" and trains["imagenet128"]["tasks"] == "32"
+    assert trains["imagenet64"]["slurm_extra"] == "--ntasks-per-node=4 --gpus-per-node=4 --signal=USR1@900"
+    assert all(r["runtime"] == "1440" and r["slurm_account"] == "my_group_account" for r in trains.values())
