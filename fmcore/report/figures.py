@@ -20,9 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
+from fmcore.io import atomic_write
 from fmcore.report.artifacts import FigureData
 from fmcore.report.methods import METHOD_LABELS, method_colors, method_label
-from fmcore.io import atomic_write
 
 __all__ = ["FIGURES", "METHOD_LABELS", "draw_figures", "save_figure"]
 
