@@ -8,6 +8,7 @@ exact or Hutchinson with the configured probes; ``sample`` without gradients at
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,9 +42,10 @@ def _features(job: dict, synthetic: bool, device: torch.device) -> tuple[Callabl
         return lambda x: digits_features(net, model_to_uint8(x)), "untrained digits CNN (same cost)"
     try:
         weights = resolve_inception_weights(q.get("inception_weights"), job["dataset"])
-    except ValueError as exc:
-        if synthetic:
-            return None, f"features skipped: {str(exc).split(';')[0]}"
+    except ValueError:
+        if synthetic:  # before any download: the dry run of the workflow names the missing file
+            where = os.environ.get("FMREPRO_INCEPTION_WEIGHTS") or q.get("inception_weights") or "(none set)"
+            return None, f"features skipped: no Inception file {where}"
         raise
     net = load_inception(weights, device)
     return lambda x: image_features(model_to_uint8(x), net, device), "Inception (clean-fid)"
