@@ -49,6 +49,7 @@ class JobPlan:
     train_gpu_s: float
     train_wall_s: float
     train_submissions: int
+    train_limit_s: float  # SLURM runtime of one submission
     eval_parts_s: dict[str, float]
     eval_gpu_s: float
     shards: int
@@ -106,7 +107,8 @@ def plan_job(job: dict, entry: dict, nfe: float, nll_nfe: float, nfe_source: str
     suggested = max(1, math.ceil(eval_gpu_s / (SHARD_FILL * limit)))
     n_snapshots = int(tr["steps"]) // int(dt["every"]) if dt else 0
     disk = entry["params"] * (STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
-    return JobPlan(job["dataset"], job["method"], world, train_gpu_s, train_wall_s, train_submissions, parts,
+    return JobPlan(job["dataset"], job["method"], world, train_gpu_s, train_wall_s, train_submissions,
+                   int(res.get("runtime", 60)) * 60.0, parts,
                    eval_gpu_s, shards, suggested, eval_gpu_s / shards, limit, disk, nfe, nll_nfe, nfe_source)
 
 
