@@ -15,8 +15,10 @@ Per job of ``params`` (W = nodes x tasks per node training processes, one GPU ea
 * submissions = ceil(wall / usable limit): the SLURM ``runtime`` minus ``signal_lead_s``
   (training: each requeue resumes from ``last.pt``);
 * suggested shards = the smallest S with evaluation GPU-seconds / S <= 80 % of its limit;
-* disk: a state (``last.pt``; ``checkpoint.pt`` is a hard link) is 16.21 B/param and a
-  periodic weights-only checkpoint 4.05 B/param (``benchmarks/checkpoint_disk.py``).
+* disk at its peak, as ``benchmarks/checkpoint_disk.py`` counts it: two states (16.21 B/param
+  each: ``checkpoint.pt`` and a ``last.pt`` being rewritten; once finished ``last.pt`` is a hard
+  link) and the Fig. 5 weights-only snapshots (4.05 B/param each), one per
+  ``during_training.every`` steps less the last (a hard link to ``checkpoint.pt``).
 
 A profile measured on another device is scaled by ``1 / speedup`` (``--assume-speedup``).
 """
@@ -105,8 +107,9 @@ def plan_job(job: dict, entry: dict, nfe: float, nll_nfe: float, nfe_source: str
     limit = _usable_s(eval_res)
     shards = int(ev.get("shards", 1))
     suggested = max(1, math.ceil(eval_gpu_s / (SHARD_FILL * limit)))
-    n_snapshots = int(tr["steps"]) // int(dt["every"]) if dt else 0
-    disk = entry["params"] * (STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
+    steps, every = int(tr["steps"]), int(dt["every"]) if dt else 0
+    n_snapshots = steps // every - (1 if steps % every == 0 else 0) if dt else 0
+    disk = entry["params"] * (2 * STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
     return JobPlan(job["dataset"], job["method"], world, train_gpu_s, train_wall_s, train_submissions,
                    int(res.get("runtime", 60)) * 60.0, parts,
                    eval_gpu_s, shards, suggested, eval_gpu_s / shards, limit, disk, nfe, nll_nfe, nfe_source)
