@@ -12,7 +12,7 @@ import pytest
 from fmcore.config import ParamsError, load_params, resolve_job, validate_params
 from fmcore.plan.auto import MIN_RUNTIME, OVERHEAD_MIN, resolve_auto
 from fmcore.plan.costs import plan_job
-from fmcore.plan.nfe import paper_nfe
+from fmcore.plan.nfe import ExpectedNFE, paper_nfe
 from fmcore.plan.profile import model_key, sample_shape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,12 +55,12 @@ def test_auto_limits_and_shards_follow_the_cost_model(here):
         job = resolve_job(out, spec["dataset"], spec["method"])
         before = resolve_job(params, spec["dataset"], spec["method"])
         res = job["resources"]
-        n = nfe.get((spec["dataset"], spec["method"]), (100.0, 100.0, ""))
+        n = nfe.get((spec["dataset"], spec["method"]), ExpectedNFE(100.0, 100.0, ""))
         entry = json.loads((here / "profile.json").read_text())["models"][model_key(job["model"])]
         numbers = {**before, "resources": {**before["resources"], "runtime": 1440},
                    "evaluate": {**before["evaluate"], "shards": 1}}
         numbers["resources"].pop("evaluate", None)
-        plan = plan_job(numbers, entry, n[0], n[1], "t")
+        plan = plan_job(numbers, entry, n)
         lead = res.get("signal_lead_s", 0) / 60
         want = min(1440, max(MIN_RUNTIME, math.ceil(2.0 * plan.train_wall_s / 60 + lead + OVERHEAD_MIN)))
         assert res["runtime"] == want, key

@@ -73,7 +73,7 @@ def _plan(args: argparse.Namespace) -> int:
     from fmcore.config import load_params, resolve_job, uses_auto
     from fmcore.plan.auto import resolve_auto
     from fmcore.plan.costs import plan_job, profile_entry
-    from fmcore.plan.nfe import expected_nfe
+    from fmcore.plan.nfe import ExpectedNFE, expected_nfe
     from fmcore.plan.profile import PROFILE_DIR, device_name, load_profile
 
     params = load_params(args.params)
@@ -96,8 +96,8 @@ def _plan(args: argparse.Namespace) -> int:
     plans = []
     for job_cfg in params["jobs"].values():
         job = resolve_job(params, job_cfg["dataset"], job_cfg["method"])
-        n, n_nll, source = nfe.get((job["dataset"], job["method"]), (args.nfe, args.nfe, "--nfe (assumed)"))
-        plans.append(plan_job(job, profile_entry(profile, job, str(path)), n, n_nll, source, speedup=speedup,
+        expected = nfe.get((job["dataset"], job["method"]), ExpectedNFE(args.nfe, args.nfe, "--nfe (assumed)"))
+        plans.append(plan_job(job, profile_entry(profile, job, str(path)), expected, speedup=speedup,
                               ddp_efficiency=args.ddp_efficiency))
     if args.json:
         print(json.dumps({"profile": str(path), "device": profile.get("device"), "speedup": speedup,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from fmcore.config import ParamsError, deep_merge, resolve_job, uses_auto
 from fmcore.plan.costs import JobPlan, plan_job, profile_entry
-from fmcore.plan.nfe import expected_nfe
+from fmcore.plan.nfe import ExpectedNFE, expected_nfe
 from fmcore.plan.profile import load_profile
 
 __all__ = ["AUTO", "MIN_RUNTIME", "OVERHEAD_MIN", "resolve_auto"]
@@ -51,9 +51,8 @@ def _minutes(seconds: float, cap: int, extra: float = 0.0) -> int:
 
 
 def _job_plan(params: dict, job: dict, plan_cfg: dict, profile: dict, source: str) -> JobPlan:
-    nfe = expected_nfe(params["experiment"], use_mlflow=False)
-    n, n_nll, src = nfe.get((job["dataset"], job["method"]),
-                            (plan_cfg["nfe"], plan_cfg["nfe"], "plan.nfe (assumed)"))
+    assumed = ExpectedNFE(plan_cfg["nfe"], plan_cfg["nfe"], "plan.nfe (assumed)")
+    nfe = expected_nfe(params["experiment"], use_mlflow=False).get((job["dataset"], job["method"]), assumed)
     job = copy.deepcopy(job)  # placeholders for what is being decided (plan_job needs numbers)
     for section in (job["resources"], job["resources"].get("evaluate") or {}):
         if section.get("runtime") == AUTO:
@@ -61,7 +60,7 @@ def _job_plan(params: dict, job: dict, plan_cfg: dict, profile: dict, source: st
                                      if "max_runtime" not in section else section["max_runtime"])
     if job["evaluate"].get("shards") == AUTO:
         job["evaluate"]["shards"] = 1
-    return plan_job(job, profile_entry(profile, job, source), n, n_nll, src, speedup=plan_cfg["assume_speedup"],
+    return plan_job(job, profile_entry(profile, job, source), nfe, speedup=plan_cfg["assume_speedup"],
                     ddp_efficiency=plan_cfg["ddp_efficiency"])
 
 

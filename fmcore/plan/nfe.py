@@ -11,26 +11,50 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NFE", "expected_nfe", "mlflow_nfe", "paper_nfe"]
-
-NFE = tuple[float, float, str]  # (sampling NFE, NLL NFE, source)
+__all__ = ["ExpectedNFE", "expected_nfe", "mlflow_nfe", "paper_nfe"]
 
 
-def paper_nfe() -> dict[tuple[str, str], NFE]:
+@dataclass(frozen=True)
+class ExpectedNFE:
+    """Function evaluations of one dopri5 solve (of a batch) per evaluation part.
+
+    ``sampling``/``nll`` at the ``nfe``/``nll`` tolerances (Table 1); the others at their own
+    sections' tolerances where a run measured them, else None (= ``sampling``): the sweep's
+    reference solve, the during-training samples, Fig. 6's trajectories and Fig. 4's snapshots.
+    """
+
+    sampling: float
+    nll: float
+    source: str
+    sweep_reference: float | None = None
+    during_training: float | None = None
+    trajectories: float | None = None
+    snapshots: float | None = None
+
+    def of(self, part: str) -> float:
+        """The NFE of ``part`` (``sampling`` where not measured)."""
+        value = getattr(self, part)
+        return self.sampling if value is None else float(value)
+
+
+
+def paper_nfe() -> dict[tuple[str, str], ExpectedNFE]:
     """(dataset, method) -> NFE of the paper's Table 1 (the NLL's NFE assumed equal)."""
     from fmcore.report.paper import MODEL_TO_METHOD, load_paper_table
 
-    out: dict[tuple[str, str], NFE] = {}
+    out: dict[tuple[str, str], ExpectedNFE] = {}
     for row in load_paper_table().itertuples():
         method = MODEL_TO_METHOD.get(row.model)
         if method and not math.isnan(row.nfe):
-            out[(row.dataset, method)] = (float(row.nfe), float(row.nfe), "paper Table 1 (NLL NFE assumed equal)")
+            out[(row.dataset, method)] = ExpectedNFE(float(row.nfe), float(row.nfe),
+                                                     "paper Table 1 (NLL NFE assumed equal)")
     return out
 
 
-def mlflow_nfe(experiment: str) -> dict[tuple[str, str], NFE]:
+def mlflow_nfe(experiment: str) -> dict[tuple[str, str], ExpectedNFE]:
     """Mean NFE of the user's finished evaluations of ``experiment`` (empty if there are none)."""
     from fmcore.tracking import tracking_uri
 
@@ -51,15 +75,17 @@ def mlflow_nfe(experiment: str) -> dict[tuple[str, str], NFE]:
     except Exception:  # noqa: BLE001 - no store, no observation: the planner falls back to the paper
         return {}
     out = {}
-    for run in runs:
+    for run in runs:  # oldest first: the latest evaluation of a job wins
         m, tags = run.data.metrics, run.data.tags
         if "nfe" in m:
-            nll_nfe = m.get("nll_nfe", m["nfe"])
-            out[(tags.get("fmrepro.dataset"), tags.get("fmrepro.method"))] = (m["nfe"], nll_nfe, "your MLflow runs")
+            out[(tags.get("fmrepro.dataset"), tags.get("fmrepro.method"))] = ExpectedNFE(
+                m["nfe"], m.get("nll_nfe", m["nfe"]), "your MLflow runs",
+                sweep_reference=m.get("sweep/reference_nfe"), during_training=m.get("during_training/nfe"),
+                trajectories=m.get("trajectories/nfe"), snapshots=m.get("snapshots/nfe"))
     return out
 
 
-def expected_nfe(experiment: str, *, use_mlflow: bool = True) -> dict[tuple[str, str], NFE]:
+def expected_nfe(experiment: str, *, use_mlflow: bool = True) -> dict[tuple[str, str], ExpectedNFE]:
     """The paper's NFE, overridden by the user's MLflow measurements where ``use_mlflow``."""
     out = paper_nfe()
     if use_mlflow:
