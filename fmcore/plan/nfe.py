@@ -10,7 +10,6 @@ workflow's DAG depends on files, not on what the tracking server holds at planni
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,13 +55,12 @@ def paper_nfe() -> dict[tuple[str, str], ExpectedNFE]:
 
 def mlflow_nfe(experiment: str) -> dict[tuple[str, str], ExpectedNFE]:
     """Mean NFE of the user's finished evaluations of ``experiment`` (empty if there are none)."""
-    from fmcore.tracking import tracking_uri
+    from fmcore.tracking.base import fail_fast_http, tracking_uri
 
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return {}
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    fail_fast_http(10)
     try:
         from mlflow import MlflowClient
 
