@@ -3,7 +3,7 @@
 ::
 
     python -m fmcore.plan --params P [--profile FILE] [--assume-speedup X] [--ddp-efficiency E]
-                          [--nfe N] [--json]
+                          [--safety-factor K] [--nfe N] [--json]
     python -m fmcore.plan calibrate --params P [--device auto|cpu|cuda] [--max-batch B]
 
 The first prints, per job and in total, training and evaluation GPU-hours, wall time per
@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="scale the profile's times by 1/X (an assumption, printed with the table)")
     p.add_argument("--ddp-efficiency", type=float, default=0.9,
                    help="multi-GPU scaling efficiency assumed for training (default %(default)s)")
+    p.add_argument("--safety-factor", type=float, default=None,
+                   help="time limit = estimate x this, for the suggested shards (default: plan.safety_factor, 1.5)")
     p.add_argument("--nfe", type=float, default=100.0, help="NFE assumed where neither MLflow nor the paper has one")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--device", default="auto", help="calibrate: auto (CUDA if available), cpu, cuda[:i]")
@@ -92,13 +94,16 @@ def _plan(args: argparse.Namespace) -> int:
         path = found[0]
     profile = load_profile(path)
     speedup = args.assume_speedup or 1.0
+    safety = args.safety_factor or float((params.get("plan") or {}).get("safety_factor", 1.5))
+    if safety < 1:
+        raise ValueError(f"--safety-factor {safety}: expected >= 1")
     nfe = expected_nfe(params["experiment"])
     plans = []
     for job_cfg in params["jobs"].values():
         job = resolve_job(params, job_cfg["dataset"], job_cfg["method"])
         expected = nfe.get((job["dataset"], job["method"]), ExpectedNFE(args.nfe, args.nfe, "--nfe (assumed)"))
         plans.append(plan_job(job, profile_entry(profile, job, str(path)), expected, speedup=speedup,
-                              ddp_efficiency=args.ddp_efficiency))
+                              ddp_efficiency=args.ddp_efficiency, safety_factor=safety))
     if args.json:
         print(json.dumps({"profile": str(path), "device": profile.get("device"), "speedup": speedup,
                           "ddp_efficiency": args.ddp_efficiency, "jobs": [p.as_dict() for p in plans]}, indent=2))
@@ -110,7 +115,7 @@ def _plan(args: argparse.Namespace) -> int:
         header.append(f"**Assumption:** the target GPU is {speedup:g}x faster per sample than that device "
                       "(not measured; calibrate on the GPU to replace it).")
     header.append(f"Training: {args.ddp_efficiency:g} multi-GPU scaling efficiency assumed for W > 1. "
-                  "Evaluation: one GPU per job or shard.")
+                  f"Evaluation: one GPU per job or shard; suggested shards fit the limit at {safety:g}x the estimate.")
     if auto:
         header.append(f"`auto` runtimes and shards resolved from plan.profile `{params['plan']['profile']}` "
                       "(fmcore/plan/auto.py), as the workflow resolves them.")

@@ -29,14 +29,13 @@ import math
 from pathlib import Path
 
 from fmcore.config import ParamsError, deep_merge, resolve_job, uses_auto
-from fmcore.plan.costs import JobPlan, plan_job, profile_entry
+from fmcore.plan.costs import OVERHEAD_MIN, JobPlan, plan_job, profile_entry, shards_needed
 from fmcore.plan.nfe import ExpectedNFE, expected_nfe
 from fmcore.plan.profile import load_profile
 
 __all__ = ["AUTO", "MIN_RUNTIME", "OVERHEAD_MIN", "resolve_auto"]
 
 AUTO = "auto"
-OVERHEAD_MIN = 5  # start-up per submission: imports, data, device, checkpoint load
 MIN_RUNTIME = 10
 DEFAULTS = {"assume_speedup": 1.0, "safety_factor": 1.5, "ddp_efficiency": 0.9, "nfe": 100.0}
 
@@ -61,7 +60,7 @@ def _job_plan(params: dict, job: dict, plan_cfg: dict, profile: dict, source: st
     if job["evaluate"].get("shards") == AUTO:
         job["evaluate"]["shards"] = 1
     return plan_job(job, profile_entry(profile, job, source), nfe, speedup=plan_cfg["assume_speedup"],
-                    ddp_efficiency=plan_cfg["ddp_efficiency"])
+                    ddp_efficiency=plan_cfg["ddp_efficiency"], safety_factor=plan_cfg["safety_factor"])
 
 
 def _resolve_job(params: dict, key: str, plan_cfg: dict, profile: dict, source: str) -> dict:
@@ -83,8 +82,7 @@ def _resolve_job(params: dict, key: str, plan_cfg: dict, profile: dict, source: 
     shards = ev.get("shards", 1)
     if shards == AUTO:
         limit = eval_res["runtime"] if eval_res.get("runtime") != AUTO else eval_res["max_runtime"]
-        usable_s = max(int(limit) - OVERHEAD_MIN, 1) * 60
-        shards = max(1, math.ceil(k * shardable_s / usable_s))
+        shards = shards_needed(shardable_s, int(limit), k)
         out["evaluate"]["shards"] = shards
     if eval_res.get("runtime") == AUTO:
         per_job_s = k * max(shardable_s / int(shards), merge_s)

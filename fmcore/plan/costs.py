@@ -17,7 +17,9 @@ Per job of ``params`` (W = nodes x tasks per node training processes, one GPU ea
     figures         (trajectories.n x N_traj + snapshots.n x N_snap) x F;
 * submissions = ceil(wall / usable limit): the SLURM ``runtime`` minus ``signal_lead_s``
   (training: each requeue resumes from ``last.pt``);
-* suggested shards = the smallest S with evaluation GPU-seconds / S <= 80 % of its limit;
+* suggested shards = ``shards_needed``: the smallest S with k x (evaluation GPU-seconds but the
+  figures, which the merge draws) / S + 5 minutes of start-up <= the evaluate stage's limit,
+  k = ``safety_factor`` (1.5; the rule ``shards: auto`` applies);
 * disk at its peak, as ``benchmarks/checkpoint_disk.py`` counts it: two states (16.21 B/param
   each: ``checkpoint.pt`` and a ``last.pt`` being rewritten; once finished ``last.pt`` is a hard
   link) and the Fig. 5 weights-only snapshots (4.05 B/param each), one per
@@ -34,11 +36,18 @@ from dataclasses import asdict, dataclass
 from fmcore.plan.nfe import ExpectedNFE
 from fmcore.plan.profile import model_key
 
-__all__ = ["STATE_BYTES_PER_PARAM", "WEIGHTS_BYTES_PER_PARAM", "JobPlan", "PlanError", "plan_job"]
+__all__ = ["OVERHEAD_MIN", "STATE_BYTES_PER_PARAM", "WEIGHTS_BYTES_PER_PARAM", "JobPlan", "PlanError", "plan_job",
+           "shards_needed"]
 
 STATE_BYTES_PER_PARAM = 16.21  # benchmarks/checkpoint_disk.py (measured with the real train_loop)
 WEIGHTS_BYTES_PER_PARAM = 4.05
-SHARD_FILL = 0.8  # a shard should use at most this fraction of its time limit
+OVERHEAD_MIN = 5  # start-up per submission: imports, data, device, checkpoint load
+
+
+def shards_needed(shardable_s: float, limit_min: float, safety_factor: float) -> int:
+    """The fewest shards S with ``safety_factor x shardable_s / S + OVERHEAD_MIN <= limit_min``."""
+    usable_s = max(limit_min - OVERHEAD_MIN, 1) * 60
+    return max(1, math.ceil(safety_factor * shardable_s / usable_s))
 
 
 class PlanError(ValueError):
@@ -80,7 +89,7 @@ def _usable_s(res: dict, lead_s: int = 0) -> float:
 
 
 def plan_job(job: dict, entry: dict, expected: ExpectedNFE, speedup: float = 1.0,
-             ddp_efficiency: float = 0.9) -> JobPlan:
+             ddp_efficiency: float = 0.9, safety_factor: float = 1.5) -> JobPlan:
     """Estimate one resolved job (``fmcore.config.resolve_job``) from its profile ``entry``."""
     if speedup <= 0 or not 0 < ddp_efficiency <= 1:
         raise PlanError(f"speed-up {speedup} and DDP efficiency {ddp_efficiency}: expected > 0 and in (0, 1]")
@@ -114,7 +123,7 @@ def plan_job(job: dict, entry: dict, expected: ExpectedNFE, speedup: float = 1.0
     eval_res = {**res, **(res.get("evaluate") or {})}
     limit = _usable_s(eval_res)
     shards = int(ev.get("shards", 1))
-    suggested = max(1, math.ceil(eval_gpu_s / (SHARD_FILL * limit)))
+    suggested = shards_needed(eval_gpu_s - parts["figures"], int(eval_res.get("runtime", 60)), safety_factor)
     steps, every = int(tr["steps"]), int(dt["every"]) if dt else 0
     n_snapshots = steps // every - (1 if steps % every == 0 else 0) if dt else 0
     disk = entry["params"] * (2 * STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
