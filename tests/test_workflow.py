@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections import Counter
@@ -11,8 +12,10 @@ import pytest
 import yaml
 from workflow_util import ROOT, dry_run_jobs, load_yaml, placeholder_raw_inputs, snakemake, write_yaml
 
-from fmcore.config import SCHEMA_PATH, ParamsError, load_params
+from fmcore.config import SCHEMA_PATH, ParamsError, load_params, resolve_job
 from fmcore.models.configs import PAPER_CONFIGS
+from fmcore.plan.auto import resolve_auto
+from fmcore.plan.profile import model_key, sample_shape
 
 PAPER = ROOT / "params" / "paper.yaml"
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -304,3 +307,38 @@ def test_cluster_doc_site_resources_and_example_profile_plan(tmp_path):
     assert trains["imagenet128"]["nodes"] == "8" and trains["imagenet128"]["tasks"] == "32"
     assert trains["imagenet64"]["slurm_extra"] == "--ntasks-per-node=4 --gpus-per-node=4 --signal=USR1@900"
     assert all(r["runtime"] == "1440" and r["slurm_account"] == "my_group_account" for r in trains.values())
+
+
+def test_runtime_auto_and_shards_auto_come_from_the_planner(tmp_path, monkeypatch):
+    """`runtime: auto` + `shards: auto` in the paper grid: every SLURM time limit and shard count
+    of the dry run is the planner's (fmcore.plan.auto), the same numbers `python -m fmcore.plan` uses."""
+    params = load_yaml(PAPER)
+    models = {model_key(m): {"dataset": d, "params": 10**7, "shape": list(sample_shape(m)), "batch": 64,
+                             "precision": "bf16", "train_s": 0.03, "forward_s": 0.003, "divergence_s": 0.009}
+              for d, m in params["models"].items()}
+    (tmp_path / "gpu.json").write_text(json.dumps({"device": "made-up", "models": models}))
+    params["plan"] = {"profile": "gpu.json", "safety_factor": 1.5}
+    params["resources"]["cifar10"].update(runtime="auto", max_runtime=1440)
+    del params["resources"]["cifar10"]["evaluate"]["runtime"]
+    params["evaluate"]["cifar10"]["shards"] = "auto"
+    path = write_yaml(tmp_path / "paper_auto.yaml", params)
+    placeholder_raw_inputs(params, tmp_path)
+    out = snakemake("-n", "-p", "-d", str(tmp_path), "--configfile", str(path))
+    assert out.returncode == 0, out.stderr + out.stdout
+    jobs = dry_run_jobs(out.stdout + out.stderr)
+    monkeypatch.chdir(tmp_path)  # plan.profile is relative to the working directory, as for Snakemake's -d
+    want = resolve_auto(load_params(path), source=str(path))
+    for job in jobs:
+        wc = job["wildcards"]
+        if wc.get("dataset") != "cifar10" or job["rule"] not in ("train", "evaluate", "evaluate_shard"):
+            continue
+        res = resolve_job(want, "cifar10", wc["method"])["resources"]
+        limit = res["runtime"] if job["rule"] == "train" else res["evaluate"]["runtime"]
+        assert job["resources"]["runtime"] == str(limit) and isinstance(limit, int), job
+    shards = {resolve_job(want, "cifar10", m)["evaluate"]["shards"] for m in ("fm_ot", "ddpm")}
+    assert shards and all(s > 1 for s in shards)  # this device needs more than one 24 h job
+    n_shard_jobs = sum(resolve_job(want, "cifar10", j["method"])["evaluate"]["shards"]
+                       for j in want["jobs"].values() if j["dataset"] == "cifar10")
+    assert Counter(j["rule"] for j in jobs)["evaluate_shard"] == n_shard_jobs
+    prepare = next(j for j in jobs if j["rule"] == "prepare" and j["wildcards"]["dataset"] == "cifar10")
+    assert prepare["resources"]["runtime"] == str(params["resources"]["cifar10"]["prepare"]["runtime"])

@@ -12,6 +12,7 @@ from fmcore.config.params import (
     jobs,
     load_params,
     resolve_job,
+    uses_auto,
     validate_params,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "jobs",
     "load_params",
     "resolve_job",
+    "uses_auto",
     "validate_params",
 ]

@@ -8,7 +8,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from fmcore.config import ParamsError, load_params, resolve_job, validate_params
+from fmcore.config import ParamsError, load_params, resolve_job, uses_auto, validate_params
 from fmcore.tracking.base import check_cluster_store, tracking_uri
 
 # The Python running Snakemake (.venv/bin/python): every job uses the same environment.
@@ -34,6 +34,13 @@ config.clear()
 config.update(PARAMS)
 validate(config, schema="../schemas/params.schema.yaml")  # same file as fmcore.config.SCHEMA_PATH
 validate_params(config, source=PARAMS_FILE)
+if uses_auto(PARAMS):  # `runtime: auto` / `shards: auto`: numbers from the cost planner
+    from fmcore.plan.auto import resolve_auto
+
+    try:
+        PARAMS = resolve_auto(PARAMS, source=PARAMS_FILE)
+    except ValueError as err:
+        raise WorkflowError(f"fmrepro: {err}") from None
 
 EXP = PARAMS["experiment"]
 DATA_DIR = PARAMS["data_dir"]
@@ -70,10 +77,16 @@ def inception_input(wildcards):
 
 
 def job_section(*keys):
-    """Input function: the named sections of one job's resolved config, as JSON."""
-    return lambda wc: as_json(
-        {k: resolve_job(PARAMS, wc.dataset, wc.method)[k] for k in keys}
-    )
+    """Input function: the named sections of one job's resolved config, as JSON (a `params:`
+    entry, so a change re-runs the job), less `evaluate.shards`: any shard count gives the
+    same results."""
+
+    def section(wc):
+        job = resolve_job(PARAMS, wc.dataset, wc.method)
+        job["evaluate"] = {k: v for k, v in job["evaluate"].items() if k != "shards"}
+        return as_json({k: job[k] for k in keys})
+
+    return section
 
 
 onstart:
