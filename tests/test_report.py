@@ -341,3 +341,19 @@ def test_module_entry_point_one_line_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 1 and not (tmp_path / "none.db").exists()
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+
+
+def test_a_relative_sqlite_uri_reads_the_working_directory_s_store_after_a_chdir(tmp_path, monkeypatch):
+    """MLflow caches one store per URI string: `sqlite:///mlflow.db` opened in one directory must
+    not keep serving that file in another (the report and the planner resolve it first)."""
+    from mlflow import MlflowClient
+
+    from fmcore.report.collect import collect_runs
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        MlflowClient(f"sqlite:///{tmp_path / name / 'mlflow.db'}").create_experiment(f"exp_{name}")
+    monkeypatch.chdir(tmp_path / "a")
+    assert collect_runs("exp_a", "sqlite:///mlflow.db").tracking_uri == "sqlite:///mlflow.db"
+    monkeypatch.chdir(tmp_path / "b")
+    assert collect_runs("exp_b", "sqlite:///mlflow.db").experiment == "exp_b"
