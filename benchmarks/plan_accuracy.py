@@ -1,12 +1,12 @@
 """Does the cost planner predict what the grid takes? Predicted vs measured, per stage and in total.
 
     .venv/bin/python benchmarks/plan_accuracy.py [--params params/smoke.yaml] [--profile FILE]
-                                                 [--work DIR] [--cores 2]
+                                                 [--work DIR] [--cores 1]
 
 1. Predicts the grid with ``python -m fmcore.plan --json`` from the committed CPU profile
    (``benchmarks/profiles/``) *before* anything runs: no NFE is known yet for the smoke
    datasets (the paper has none), so the planner assumes ``--nfe`` (100).
-2. Runs the grid as README's first command does (``snakemake --configfile P -c <cores>``) in a
+2. Runs the grid (``snakemake --configfile P -c <cores>``, one job at a time by default) in a
    fresh working directory with its own MLflow store (sqlite there).
 3. Measures what the jobs timed themselves: the training loop (``train.json`` ``train_seconds``)
    and each evaluation part (``eval/metrics.json`` ``info.<part>.seconds``; the figures are
@@ -77,7 +77,8 @@ def main() -> int:
     ap.add_argument("--params", type=Path, default=ROOT / "params" / "smoke.yaml")
     ap.add_argument("--profile", type=Path, default=None, help="default: the committed cpu-*.json profile")
     ap.add_argument("--work", type=Path, default=None, help="working directory (default: a fresh temporary one)")
-    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--cores", type=int, default=1,
+                    help="jobs at once (default 1: the profile timed each network alone; 2 adds contention)")
     args = ap.parse_args()
     params = args.params.resolve()
     profile = (args.profile or min((ROOT / "benchmarks" / "profiles").glob("cpu-*.json"))).resolve()

@@ -96,3 +96,23 @@ def test_nfe_measured_at_a_part_s_own_tolerance_prices_that_part():
     assert own.eval_parts_s["sweep"] - base.eval_parts_s["sweep"] == pytest.approx(sw["n_samples"] * 100.0 * f)
     assert own.eval_parts_s["figures"] == pytest.approx((ev["trajectories"]["n"] * 50.0 + ev["snapshots"]["n"] * 20.0) * f)
     assert own.eval_parts_s["during_training"] == pytest.approx(base.eval_parts_s["during_training"] / 4)
+
+
+def test_per_call_overhead_prices_small_batches():
+    """An affine profile (c per call + s per sample): n samples in batches of B cost
+    ceil(n / B) x c + n x s per NFE; training pays c once per micro-batch chunk."""
+    job = resolve_job(load_params(REPO / "params" / "smoke.yaml"), "digits", "fm_ot")
+    flat = {**ENTRY, "shape": [1, 8, 8]}
+    affine = {**flat, "forward_call_s": 0.01, "divergence_call_s": 0.02, "train_call_s": 0.03}
+    nfe = ExpectedNFE(50.0, 80.0, "t")
+    a, b = plan_job(job, affine, nfe), plan_job(job, flat, nfe)
+    ev, tr = job["evaluate"], job["train"]
+    q = ev["quality"]
+    assert a.eval_parts_s["quality"] - b.eval_parts_s["quality"] == pytest.approx(
+        50.0 * math.ceil(q["n_samples"] / q["batch_size"]) * 0.01)
+    nll = ev["nll"]
+    assert not nll["exact"] and nll.get("hutchinson_samples", 1) == 1  # Hutchinson, one probe: D per NFE
+    assert a.eval_parts_s["nll"] - b.eval_parts_s["nll"] == pytest.approx(
+        80.0 * math.ceil(nll["n"] / nll["batch_size"]) * 0.02)
+    chunks = tr.get("micro_batches", 1)
+    assert a.train_gpu_s - b.train_gpu_s == pytest.approx(tr["steps"] * chunks * 0.03)

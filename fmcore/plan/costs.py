@@ -2,19 +2,25 @@
 
 Per job of ``params`` (W = nodes x tasks per node training processes, one GPU each):
 
-* training GPU-seconds  = steps x batch_size x train_s / e(W), wall = that / W, with
-  e(W) = ``ddp_efficiency`` for W > 1 (an assumption, stated in the output) and 1 for W = 1;
-* evaluation GPU-seconds (one GPU; ``shards`` split it), with F = forward_s and
-  D = divergence_s of one sample (one NFE), N = expected sampling NFE, N_L = expected NLL NFE,
-  and N_ref, N_dt, N_traj, N_snap the NFE at the sweep reference's / during_training's /
+* a call of the network on a batch of B samples costs ``c + B x s`` seconds (the profile's
+  ``<q>_call_s`` and ``<q>_s``, ``fmcore.plan.profile``), so n samples in batches of B cost
+  C(n, B) = ceil(n / B) x c + n x s per function evaluation;
+* training GPU-seconds  = steps x C_train(B, B / m) x m / e(W) summed over the m =
+  ``micro_batches`` (default W) chunks of each update, i.e. steps x (m x c_t + B x s_t) / e(W),
+  wall = that / W, with e(W) = ``ddp_efficiency`` for W > 1 (an assumption, stated in the
+  output) and 1 for W = 1;
+* evaluation GPU-seconds (one GPU; ``shards`` split it), with F / D the forward /
+  Hutchinson-divergence costs C(., .), N = expected sampling NFE, N_L = expected NLL NFE, and
+  N_ref, N_dt, N_traj, N_snap the NFE at the sweep reference's / during_training's /
   trajectories' / snapshots' own tolerances where a run measured them (else N;
   ``fmcore.plan.nfe.ExpectedNFE``):
-    nll             n x dequant_samples x N_L x D_h   (D_h = F + probes x (D - F) Hutchinson,
-                                                       dim x D for the exact trace)
-    quality         n_samples x N x F
-    sweep           n_samples x (sum of the NFE budgets over solvers + N_ref) x F
-    during_training checkpoints x (n_samples x N_dt x F + nll_n x N_L x (N_dt / N) x D_h)
-    figures         (trajectories.n x N_traj + snapshots.n x N_snap) x F;
+    nll             dequant_samples x N_L x D_h(n, nll.batch_size)   (D_h = F + probes x (D - F)
+                                                  Hutchinson; dim x D for the exact trace)
+    quality         N x F(n_samples, quality.batch_size)
+    sweep           (sum of the NFE budgets over solvers + N_ref) x F(n_samples, n_samples)
+    during_training checkpoints x (N_dt x F(n_samples, quality.batch_size)
+                                   + N_L x (N_dt / N) x D_h(nll_n, nll_n))
+    figures         N_traj x F(trajectories.n, .n) + N_snap x F(snapshots.n, .n);
 * submissions = ceil(wall / usable limit): the SLURM ``runtime`` minus ``signal_lead_s``
   (training: each requeue resumes from ``last.pt``);
 * suggested shards = ``shards_needed``: the smallest S with k x (evaluation GPU-seconds but the
@@ -94,37 +100,53 @@ def plan_job(job: dict, entry: dict, expected: ExpectedNFE, speedup: float = 1.0
     if speedup <= 0 or not 0 < ddp_efficiency <= 1:
         raise PlanError(f"speed-up {speedup} and DDP efficiency {ddp_efficiency}: expected > 0 and in (0, 1]")
     tr, ev, res = job["train"], job["evaluate"], job["resources"]
-    f, d, t = (float(entry[k]) / speedup for k in ("forward_s", "divergence_s", "train_s"))
+
+    def cost(q: str, n: int, batch: int) -> float:  # C(n, B) of one NFE, on the target device
+        return (math.ceil(n / max(batch, 1)) * float(entry.get(f"{q}_call_s", 0.0)) + n * float(entry[f"{q}_s"])) / speedup
+
     world = _world(res)
-    train_gpu_s = int(tr["steps"]) * int(tr["batch_size"]) * t / (ddp_efficiency if world > 1 else 1.0)
+    chunks = int(tr.get("micro_batches", world))
+    batch = int(tr["batch_size"])
+    train_gpu_s = int(tr["steps"]) * chunks * cost("train", batch // chunks, batch // chunks)
+    train_gpu_s /= ddp_efficiency if world > 1 else 1.0
     train_wall_s = train_gpu_s / world
     lead = int(res.get("signal_lead_s", 0))
     train_submissions = max(1, math.ceil(train_wall_s / _usable_s(res, lead)))
 
-    nll = ev["nll"]
+    nll, quality = ev["nll"], ev["quality"]
     dim = math.prod(entry["shape"])
-    div_cost = dim * d if nll.get("exact", True) else f + int(nll.get("hutchinson_samples", 1)) * (d - f)
+
+    def div_cost(n: int, b: int) -> float:  # one NFE of the NLL's augmented ODE
+        if nll.get("exact", True):
+            return dim * cost("divergence", n, b)
+        return cost("forward", n, b) + int(nll.get("hutchinson_samples", 1)) * (
+            cost("divergence", n, b) - cost("forward", n, b))
+
     deq = int(nll.get("dequant_samples", 1)) if len(entry["shape"]) == 3 else 1
     nfe, nll_nfe = expected.sampling, expected.nll
-    parts = {"nll": int(nll["n"]) * deq * nll_nfe * div_cost,
-             "quality": int(ev["quality"]["n_samples"]) * nfe * f}
+    n_nll = int(nll["n"])
+    parts = {"nll": deq * nll_nfe * div_cost(n_nll, int(nll.get("batch_size", n_nll))),
+             "quality": nfe * cost("forward", int(quality["n_samples"]), int(quality["batch_size"]))}
     sw = ev["sweep"]
     budgets = len(sw["solvers"]) * sum(int(b) for b in sw["nfe"])
-    parts["sweep"] = int(sw["n_samples"]) * (budgets + expected.of("sweep_reference")) * f
+    n_sw = int(sw["n_samples"])
+    parts["sweep"] = (budgets + expected.of("sweep_reference")) * cost("forward", n_sw, n_sw)
     dt = ev.get("during_training")
     if dt:
         checkpoints = int(tr["steps"]) // int(dt["every"])
-        n_dt = expected.of("during_training")
-        parts["during_training"] = checkpoints * (int(dt["n_samples"]) * n_dt * f
-                                                  + int(dt["nll_n"]) * nll_nfe * (n_dt / nfe) * div_cost)
-    parts["figures"] = sum(int((ev.get(k) or {}).get("n", 0)) * expected.of(k) * f
-                           for k in ("trajectories", "snapshots"))
+        n_dt, nll_n = expected.of("during_training"), int(dt["nll_n"])
+        per_ckpt = n_dt * cost("forward", int(dt["n_samples"]), int(quality["batch_size"]))
+        if nll_n:
+            per_ckpt += nll_nfe * (n_dt / nfe) * div_cost(nll_n, nll_n)
+        parts["during_training"] = checkpoints * per_ckpt
+    parts["figures"] = sum(expected.of(k) * cost("forward", n, n) for k in ("trajectories", "snapshots")
+                           if (n := int((ev.get(k) or {}).get("n", 0))))
     eval_gpu_s = sum(parts.values())
     eval_res = {**res, **(res.get("evaluate") or {})}
     limit = _usable_s(eval_res)
     shards = int(ev.get("shards", 1))
     suggested = shards_needed(eval_gpu_s - parts["figures"], int(eval_res.get("runtime", 60)), safety_factor)
-    steps, every = int(tr["steps"]), int(dt["every"]) if dt else 0
+    steps, every = int(tr["steps"]), int(dt["every"]) if dt else 0  # disk
     n_snapshots = steps // every - (1 if steps % every == 0 else 0) if dt else 0
     disk = entry["params"] * (2 * STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
     return JobPlan(job["dataset"], job["method"], world, train_gpu_s, train_wall_s, train_submissions,

@@ -11,6 +11,12 @@ times, per sample and after warm-up:
 * ``divergence_s``: one field evaluation with a Hutchinson vector-Jacobian product (one NFE
   of the NLL's augmented ODE, ``fmcore.likelihood.divergence`` with one probe).
 
+Each is timed at two batch sizes, B and b = max(1, B // 8), and stored as an affine cost
+per call, ``<q>_call_s + B x <q>_s`` (intercept: the per-call overhead of the solver step,
+autograd and kernel launches; slope: per sample), so a part evaluated at a small batch (the
+smoke grid's NLL of 8 digits) is not priced at the large batch's per-sample rate. A profile
+without ``*_call_s`` (written before) has zero intercepts.
+
 On a CPU each is timed with the job's own ``train.num_threads`` / ``evaluate.num_threads``
 (0: all), as the jobs will run.
 
@@ -87,6 +93,19 @@ def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float
     return sorted(times)[len(times) // 2]
 
 
+def _affine(time_at: Callable[[int], float], batch: int) -> tuple[float, float]:
+    """(intercept s per call, slope s per sample) from timings at ``batch`` and ``batch // 8``."""
+    big = time_at(batch)
+    small_batch = max(1, batch // 8)
+    if small_batch == batch:
+        return 0.0, big / batch
+    small = time_at(small_batch)
+    slope = (big - small) / (batch - small_batch)
+    if slope <= 0:  # noise at tiny costs: per sample only
+        return 0.0, big / batch
+    return max(big - slope * batch, 0.0), slope
+
+
 def _measure(job: dict, batch: int, device: torch.device, repeats: int) -> dict[str, Any]:
     from fmcore.likelihood import divergence
     from fmcore.models import build_model
@@ -99,8 +118,9 @@ def _measure(job: dict, batch: int, device: torch.device, repeats: int) -> dict[
     objective = build_objective(job["path"], path)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     shape = sample_shape(job["model"])
-    x1 = torch.randn(batch, *shape, device=device)
-    t = torch.rand(batch, device=device)
+    data = torch.randn(batch, *shape, device=device)
+    times = torch.rand(batch, device=device)
+    x1, t = data, times  # the batch being timed (``at`` narrows it)
     gen = torch.Generator(device).manual_seed(0)
     precision = job["train"].get("precision", "fp32") if device.type == "cuda" else "fp32"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -121,22 +141,29 @@ def _measure(job: dict, batch: int, device: torch.device, repeats: int) -> dict[
         out = model(x, t)
         divergence(out, x, probes=torch.randn_like(x).unsqueeze(0))
 
+    def at(fn: Callable[[], None]) -> Callable[[int], float]:
+        def timed(b: int) -> float:
+            nonlocal x1, t
+            x1, t = data[:b], times[:b]
+            return _time(fn, device, repeats)
+        return timed
+
     # on a CPU, time with the threads the job itself will use (train / evaluate num_threads)
     threads = {k: int(job[k].get("num_threads", 0)) or torch.get_num_threads() for k in ("train", "evaluate")}
     before = torch.get_num_threads()
+    out: dict[str, Any] = {}
     try:
         torch.set_num_threads(threads["train"])
         model.train()
-        train_s = _time(train_step, device, repeats) / batch
+        out["train_call_s"], out["train_s"] = _affine(at(train_step), batch)
         torch.set_num_threads(threads["evaluate"])
         model.eval()
-        forward_s = _time(forward, device, repeats) / batch
-        divergence_s = _time(div, device, repeats) / batch
+        out["forward_call_s"], out["forward_s"] = _affine(at(forward), batch)
+        out["divergence_call_s"], out["divergence_s"] = _affine(at(div), batch)
     finally:
         torch.set_num_threads(before)
     return {"dataset": job["dataset"], "params": sum(p.numel() for p in model.parameters()),
-            "shape": list(shape), "batch": batch, "precision": precision, "threads": threads,
-            "train_s": train_s, "forward_s": forward_s, "divergence_s": divergence_s}
+            "shape": list(shape), "batch": batch, "precision": precision, "threads": threads, **out}
 
 
 def calibrate(params: dict, device: torch.device, max_batch: int = 0, repeats: int = 3,
