@@ -202,3 +202,11 @@ def test_write_claims_csv_and_md(tmp_path: Path):
     text = md.read_text()
     assert "| s (`c`) | digits | **reproduced** | yes |" in text
     assert "| quality (`q`) | digits | inconclusive | no |" in text
+
+
+def test_no_curves_give_inconclusive_not_an_error():
+    inputs = _results({"fm_ot": 1.0, "fm_vp": 1.0})  # no curves at all
+    for claim in (_claim("sweep_error", solver="midpoint", at_nfe="lowest", better_than=("fm_vp",)),
+                  _claim("steps_to_quality", better_than=("fm_vp",))):
+        (c,) = evaluate_claims([claim], inputs)
+        assert c.verdict == "inconclusive" and c.n == 0

@@ -341,3 +341,28 @@ def test_module_entry_point_one_line_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 1 and not (tmp_path / "none.db").exists()
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+
+
+def test_claims_written_and_readme_opens_with_verdicts(report) -> None:
+    claims = pd.read_csv(report.out_dir / "claims.csv", keep_default_na=False)
+    row = claims[(claims.claim == "nfe_below_ddpm") & (claims.dataset == "checkerboard")].iloc[0]
+    # one seed per cell: no firm verdict, the point comparison 80 < 160 is reported
+    assert (row.verdict, row.firm, row.point, row.n_seeds) == ("inconclusive", "no", "holds", 1)
+    assert row.values_method == "0:80" and row.values_other == "0:160"
+    fig7 = claims[(claims.claim == "fig7_midpoint_error_low_nfe") & (claims.dataset == "checkerboard")].iloc[0]
+    assert fig7.values_method == "0:0.5"  # midpoint error 2/NFE at the lowest common NFE, 4
+    assert set(claims.dataset) == {"checkerboard", "digits", "cifar10"}
+    readme = (report.out_dir / "README.md").read_text()
+    sections = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Verdict: the paper's claims on these runs"
+    assert "| FM w/ OT needs fewer function evaluations of the adaptive solver than DDPM (`nfe_below_ddpm`) " \
+           "| checkerboard | inconclusive | no |" in readme
+    assert (report.out_dir / "claims.md").read_text().startswith("# Claims of the paper")
+
+
+def test_bad_claims_file_fails_before_the_store(store: dict, tmp_path: Path) -> None:
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("version: 2\nclaims: []\n")
+    with pytest.raises(ValueError, match=r"claims.yaml: (version|claims)"):
+        build_report(EXPERIMENT, store["uri"], tmp_path / "x", expected=EXPECTED, figures=False, claims_path=bad)
+    assert not (tmp_path / "x").exists()

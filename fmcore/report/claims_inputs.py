@@ -49,7 +49,7 @@ class ClaimInputs:
     def _curves(self, dataset: str, method: str, key: str) -> dict[int, pd.Series]:
         c = self.curves
         rows = c[(c["dataset"] == dataset) & (c["method"] == method) & (c["key"] == key)]
-        rows = rows[[math.isfinite(float(v)) for v in rows["value"]]]
+        rows = rows.loc[[math.isfinite(float(v)) for v in rows["value"]]]
         return {int(s): g.sort_values("step").set_index("step")["value"].astype(float)
                 for s, g in rows.groupby("seed")}
 

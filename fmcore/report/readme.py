@@ -74,7 +74,7 @@ def _provenance(evaluations: pd.DataFrame, table: Table1, dvc: dict[str, str]) -
 
 def render_readme(*, experiment: str, command: str, tracking_uri: str, table: Table1, table_md: str,
                   evaluations: pd.DataFrame, paper: pd.DataFrame, warnings: list[str], notes: list[str],
-                  dvc: dict[str, str], figures: bool = True) -> str:
+                  dvc: dict[str, str], figures: bool = True, verdicts: list[str] | None = None) -> str:
     """The report's README.md text.
 
     Args:
@@ -89,12 +89,16 @@ def render_readme(*, experiment: str, command: str, tracking_uri: str, table: Ta
         notes: shown at the end (skipped artifacts, superseded runs).
         dvc: dataset -> DVC md5 of its prepared data.
         figures: embed Figures 4-7 (False: say they were not drawn).
+        verdicts: the claims' verdict table (``claims_render.verdict_table``), shown first.
     """
     lines = [f"# Report: experiment `{experiment}`", "",
              f"Generated from the MLflow store `{tracking_uri}` by `{command}`. Do not edit by hand; "
              "every number below is read from MLflow (result columns) or from the paper's Table 1 "
              "(`paper_*` columns).", ""]
     lines += [f"> **Warning:** {w}" for w in warnings] + ([""] if warnings else [])
+    if verdicts:
+        lines += ["## Verdict: the paper's claims on these runs", ""] + verdicts + [
+            "", "Rule, intervals and per-seed values: [claims.md](claims.md), [claims.csv](claims.csv).", ""]
     lines += ["## Table 1", "", table_md.rstrip("\n"), "",
               "Files: [table1.csv](table1.csv), [table1.md](table1.md), [table1.tex](table1.tex) "
               "(booktabs).", ""]
