@@ -90,6 +90,8 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
     files = [atomic_write_text(out_dir / "table1.csv", format_csv(table.rows))]
     if not table.nats.empty:
         files.append(atomic_write_text(out_dir / "table1_nll_nats.csv", format_csv(table.nats)))
+    if table.seeded:
+        files.append(atomic_write_text(out_dir / "table1_seeds.csv", format_csv(table.seeds)))
     files.append(atomic_write_text(out_dir / "table1.md", table_md))
     files.append(atomic_write_text(out_dir / "table1.tex", latex_table(table, experiment)))
     if figures:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,13 +152,13 @@ def _interval(a: dict[int, float], b: dict[int, float], confidence: float) -> tu
         mean = sum(d) / n if n else math.nan
         if n < 2:
             return True, n, mean, math.nan, math.nan
-        half = stats.t.ppf(q, n - 1) * stats.tstd(d) / math.sqrt(n) if len(set(d)) > 1 else 0.0
+        half = stats.t.ppf(q, n - 1) * statistics.stdev(d) / math.sqrt(n)
         return True, n, mean, mean - half, mean + half
     na, nb = len(a), len(b)
     mean = sum(a.values()) / na - sum(b.values()) / nb if na and nb else math.nan
     if min(na, nb) < 2:
         return False, min(na, nb), mean, math.nan, math.nan
-    va, vb = stats.tvar(list(a.values())) / na, stats.tvar(list(b.values())) / nb
+    va, vb = statistics.variance(a.values()) / na, statistics.variance(b.values()) / nb
     se = math.sqrt(va + vb)
     if se == 0:
         return False, min(na, nb), mean, mean, mean

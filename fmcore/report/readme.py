@@ -53,23 +53,31 @@ def dvc_data_hashes(lock_path: Path, data_dir: str, datasets: list[str]) -> dict
 
 
 def _provenance(evaluations: pd.DataFrame, table: Table1, dvc: dict[str, str]) -> list[str]:
-    by_pair = {(r["dataset"], r["method"]): r for r in evaluations.to_dict("records")}
+    by_pair: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(evaluations.to_dict("records"), key=lambda r: int(r.get("seed", 0) or 0)):
+        by_pair.setdefault((r["dataset"], r["method"]), []).append(r)
     lines = ["| dataset | method | evaluation run | training run | git commit | data hash "
              "(manifest sha256) | DVC md5 | evaluated (UTC) | host | device |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for dataset, method in zip(table.rows["dataset"], table.rows["method"], strict=True):
-        ev = by_pair.get((dataset, method))
-        if ev is None:
+        evs = by_pair.get((dataset, method))
+        if not evs:
             lines.append(f"| {dataset} | {method} | **missing** | | | | {dvc.get(dataset, '')} | | | |")
             continue
-        cells = [dataset, method, f"`{ev['eval_run_id']}`",
-                 f"`{ev['train_run_id']}`" if ev["train_run_id"] else "",
-                 f"`{ev['git_commit']}`" if ev["git_commit"] else "not recorded",
-                 f"`{ev['data_hash']}`" if ev["data_hash"] else "not recorded",
-                 dvc.get(dataset, ""), ev["end_time"] or ev["start_time"],
-                 ev["host"] or "not recorded", ev["device"] or "not recorded"]
-        lines.append("| " + " | ".join(cells) + " |")
+        for ev in evs:
+            shown = f"{method} (seed {ev.get('seed', 0)})" if table.seeded else method
+            lines.append(_provenance_row(dataset, shown, ev, dvc))
     return lines
+
+
+def _provenance_row(dataset: str, method: str, ev: dict, dvc: dict[str, str]) -> str:
+    cells = [dataset, method, f"`{ev['eval_run_id']}`",
+             f"`{ev['train_run_id']}`" if ev["train_run_id"] else "",
+             f"`{ev['git_commit']}`" if ev["git_commit"] else "not recorded",
+             f"`{ev['data_hash']}`" if ev["data_hash"] else "not recorded",
+             dvc.get(dataset, ""), ev["end_time"] or ev["start_time"],
+             ev["host"] or "not recorded", ev["device"] or "not recorded"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def render_readme(*, experiment: str, command: str, tracking_uri: str, table: Table1, table_md: str,

@@ -19,6 +19,7 @@ __all__ = ["FORMATS", "caption", "latex_table", "markdown_table"]
 FORMATS = {
     "nll_bpd": ".3f", "nll_bpd_se": ".3f", "quality": ".3f", "nfe": ".1f", "nfe_ratio_vs_ddpm": ".2f",
     "paper_nll_bpd": ".2f", "paper_fid": ".2f", "paper_nfe": ".0f", "nll_nats": ".3f", "nll_nats_se": ".3f",
+    "nll_bpd_ci95": ".3f", "quality_ci95": ".3f", "nfe_ci95": ".1f", "nll_nats_ci95": ".3f",
 }
 _IDS = ("mlflow_run_id", "git_commit", "data_hash")
 _ID_CHARS = 12
@@ -35,7 +36,7 @@ def _cells(frame: pd.DataFrame) -> list[list[str]]:
             if col in FORMATS:
                 cells.append("" if value is None or math.isnan(value) else format(value, FORMATS[col]))
             elif col in _IDS:
-                cells.append(str(value)[:_ID_CHARS])
+                cells.append(";".join(v[:_ID_CHARS] for v in str(value).split(";")))  # one per seed
             else:
                 cells.append(str(value))
         out.append(cells)
@@ -79,6 +80,10 @@ def caption(table: Table1, experiment: str) -> list[str]:
         two_d = ", ".join(dict.fromkeys(table.nats["dataset"]))
         lines.append(f"`nll_bpd` is empty for the 2D dataset(s) {two_d}: their NLL is in nats "
                      "(second table), not bits/dim.")
+    if table.seeded:
+        lines.append("Rows with `n_seeds` > 1: `nll_bpd`, `quality`, `nfe` are means over seeds, `*_ci95` the "
+                     "half-width of their 95 % t-interval (empty for one seed), `nll_bpd_se` the mean of the "
+                     "runs' own standard errors; every seed's values and run ids are in `table1_seeds.csv`.")
     if table.missing:
         lines.append(f"Missing (no finished evaluation run in MLflow; empty cells): {_shown_missing(table)}.")
     lines.append(f"Ids shortened to {_ID_CHARS} characters; full values in `table1.csv`.")
