@@ -391,8 +391,7 @@ def test_seeds_give_means_intervals_per_seed_csv_and_firm_claims(store: dict, tm
     for seed, (a, b) in enumerate([(60.0, 100.0), (62.0, 104.0), (64.0, 99.0)]):
         ids[("fm_ot", seed)] = _add_seeded(client, exp_id, "fm_ot", seed, 10 + 10 * seed, 6.0 + seed, 40.0, a)
         ids[("ddpm", seed)] = _add_seeded(client, exp_id, "ddpm", seed, 200 + 10 * seed, 6.5, 90.0 + seed, b)
-    rep = build_report("seeded", store["uri"], tmp_path / "r", expected=[("digits", "fm_ot"), ("digits", "ddpm")],
-                       figures=False)
+    rep = build_report("seeded", store["uri"], tmp_path / "r", expected=[("digits", "fm_ot"), ("digits", "ddpm")])
     table = pd.read_csv(rep.out_dir / "table1.csv", keep_default_na=False)
     fm = table[table.method == "fm_ot"].iloc[0]
     assert list(table.columns[:5]) == ["dataset", "method", "n_seeds", "nll_bpd", "nll_bpd_ci95"]
@@ -416,3 +415,8 @@ def test_seeds_give_means_intervals_per_seed_csv_and_firm_claims(store: dict, tm
     assert fig5.verdict == "reproduced" and float(fig5["diff"]) == -100
     readme = (rep.out_dir / "README.md").read_text()
     assert "| digits | fm_ot (seed 2) |" in readme
+    # Fig. 5's data: the mean over seeds and the band (ddpm quality 90, 91, 92 at step 200)
+    fig5_csv = pd.read_csv(rep.out_dir / "plots" / "fig5" / "digits_ddpm.csv")
+    assert list(fig5_csv.columns) == ["step", "quality", "quality_lo", "quality_hi"]
+    assert list(fig5_csv.iloc[1]) == [200, 91.0, 90.0, 92.0]
+    assert (rep.out_dir / "fig7_solver_sweep.png").is_file()
