@@ -379,7 +379,7 @@ def _add_seeded(client: MlflowClient, exp_id: str, method: str, seed: int, start
     ev = client.create_run(exp_id, start_time=start + 2, tags=tags, run_name=f"eval/digits/{method}/seed{seed}")
     hist = {"during_training/quality": [(100, quality * 2), (200, quality)]}
     client.log_batch(ev.info.run_id, metrics=_metrics(
-        {"nll_bpd": nll, "nll_bpd_se": 0.02, "quality": quality, "nfe": nfe}, hist))
+        {"nll_bpd": nll, "nll_bpd_se": 0.02, "quality": quality, "nfe": nfe, "nfe_batch_size": 128}, hist))
     client.set_terminated(ev.info.run_id, end_time=start + 3)
     return ev.info.run_id
 
@@ -400,6 +400,7 @@ def test_seeds_give_means_intervals_per_seed_csv_and_firm_claims(store: dict, tm
     assert fm.nll_bpd_ci95 == pytest.approx(4.302652729911275 / math.sqrt(3))
     assert fm.nfe_ci95 == pytest.approx(2 * 4.302652729911275 / math.sqrt(3))
     assert fm.mlflow_run_id == ";".join(ids[("fm_ot", s)] for s in range(3))
+    assert fm.nfe_batch == 128 and fm.nll_bpd_k1 == ""  # the NFE's evaluation batch; K = 1 not logged
     seeds = pd.read_csv(rep.out_dir / "table1_seeds.csv", keep_default_na=False)
     assert len(seeds) == 6 and set(seeds.mlflow_run_id) == set(ids.values())
     assert list(seeds[seeds.method == "ddpm"].nfe) == [100.0, 104.0, 99.0]

@@ -39,7 +39,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
 RUN_KEY = ["dataset", "method", "seed"]  # one training run: a job and one of its seeds
 METHOD_ORDER = ("fm_ot", "fm_vp", "ddpm", "score_ve", "scoreflow", "rectified_flow", "ot_cfm")
-EVAL_METRICS = ("nll_bpd", "nll_bpd_se", "nll_nats", "nll_nats_se", "quality", "nfe", "straightness")
+EVAL_METRICS = ("nll_bpd", "nll_bpd_se", "nll_bpd_k1", "nll_nats", "nll_nats_se", "quality", "nfe",
+                "nfe_batch_size", "straightness")
 _PROVENANCE_TAGS = {"git_commit": "fmrepro.git_commit", "data_hash": "fmrepro.data_hash",
                     "host": "fmrepro.host", "device": "fmrepro.device",
                     "checkpoint_sha256": "fmrepro.checkpoint_sha256"}

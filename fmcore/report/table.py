@@ -34,8 +34,8 @@ __all__ = [
 ]
 
 TABLE1_COLUMNS = [
-    "dataset", "method", "nll_bpd", "nll_bpd_se", "quality_metric", "quality", "nfe",
-    "nfe_ratio_vs_ddpm", "paper_nll_bpd", "paper_fid", "paper_nfe", "mlflow_run_id",
+    "dataset", "method", "nll_bpd", "nll_bpd_se", "nll_bpd_k1", "quality_metric", "quality", "nfe",
+    "nfe_batch", "nfe_ratio_vs_ddpm", "paper_nll_bpd", "paper_fid", "paper_nfe", "mlflow_run_id",
     "git_commit", "data_hash",
 ]
 NATS_COLUMNS = ["dataset", "method", "nll_nats", "nll_nats_se", "mlflow_run_id"]
@@ -92,6 +92,12 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def _batch(values: list[float]) -> float:
+    """The evaluation batch of the NFE column (one value; NaN if unrecorded or differing by seed)."""
+    values = {v for v in values if math.isfinite(v)}
+    return values.pop() if len(values) == 1 else math.nan
+
+
 def _seed_rows(evaluations: pd.DataFrame) -> dict[tuple[str, str], list[dict]]:
     by_pair: dict[tuple[str, str], list[dict]] = {}
     records = evaluations.to_dict("records")
@@ -141,9 +147,11 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
             "method": method,
             "nll_bpd": _mean(col("nll_bpd")),
             "nll_bpd_se": _mean(col("nll_bpd_se")),
+            "nll_bpd_k1": _mean(col("nll_bpd_k1")),
             "quality_metric": ev.get("quality_metric", ""),
             "quality": _mean(col("quality")),
             "nfe": _mean(col("nfe")),
+            "nfe_batch": _batch(col("nfe_batch_size")),
             "nfe_ratio_vs_ddpm": math.nan,
             "paper_nll_bpd": _num(pp.get("nll_bpd")),
             "paper_fid": _num(pp.get("fid")),

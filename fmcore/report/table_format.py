@@ -19,6 +19,7 @@ __all__ = ["FORMATS", "caption", "latex_table", "markdown_table"]
 FORMATS = {
     "nll_bpd": ".3f", "nll_bpd_se": ".3f", "quality": ".3f", "nfe": ".1f", "nfe_ratio_vs_ddpm": ".2f",
     "paper_nll_bpd": ".2f", "paper_fid": ".2f", "paper_nfe": ".0f", "nll_nats": ".3f", "nll_nats_se": ".3f",
+    "nll_bpd_k1": ".3f", "nfe_batch": ".0f",
     "nll_bpd_ci95": ".3f", "quality_ci95": ".3f", "nfe_ci95": ".1f", "nll_nats_ci95": ".3f",
 }
 _IDS = ("mlflow_run_id", "git_commit", "data_hash")
@@ -80,6 +81,10 @@ def caption(table: Table1, experiment: str) -> list[str]:
         two_d = ", ".join(dict.fromkeys(table.nats["dataset"]))
         lines.append(f"`nll_bpd` is empty for the 2D dataset(s) {two_d}: their NLL is in nats "
                      "(second table), not bits/dim.")
+    lines.append("`nfe`: mean dopri5 evaluations per sample batch of `nfe_batch` samples (the adaptive "
+                 "step is shared by a batch, so NFE depends on it). `nll_bpd_k1`: the one-sample "
+                 "dequantization estimate beside `nll_bpd`'s K-sample one (empty when K = 1); with a "
+                 "Hutchinson divergence the K-sample estimate is not a strict bound (docs/paper.md).")
     if table.seeded:
         lines.append("Rows with `n_seeds` > 1: `nll_bpd`, `quality`, `nfe` are means over seeds, `*_ci95` the "
                      "half-width of their 95 % t-interval (empty for one seed), `nll_bpd_se` the mean of the "
