@@ -200,8 +200,8 @@ def test_write_claims_csv_and_md(tmp_path: Path):
     assert frame.loc[0, "values_method"] == "0:89.5;1:90;2:90.5" and frame.loc[0, "verdict"] == "reproduced"
     assert frame.loc[1, "verdict"] == "inconclusive" and "no quality value" in frame.loc[1, "basis"]
     text = md.read_text()
-    assert "| s (`c`) | digits | **reproduced** | yes |" in text
-    assert "| quality (`q`) | digits | inconclusive | no |" in text
+    assert "| s (`c`) | digits | **reproduced** | yes | 3 | reproduced against ddpm | holds |" in text
+    assert "| quality (`q`) | digits | inconclusive | no | 0 |" in text and "no data vs ddpm |" in text
 
 
 def test_no_curves_give_inconclusive_not_an_error():

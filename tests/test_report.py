@@ -356,7 +356,7 @@ def test_claims_written_and_readme_opens_with_verdicts(report) -> None:
     sections = [line for line in readme.splitlines() if line.startswith("## ")]
     assert sections[0] == "## Verdict: the paper's claims on these runs"
     assert "| FM w/ OT needs fewer function evaluations of the adaptive solver than DDPM (`nfe_below_ddpm`) " \
-           "| checkerboard | inconclusive | no |" in readme
+           "| checkerboard | inconclusive | no | 1 | inconclusive against ddpm | holds |" in readme
     assert (report.out_dir / "claims.md").read_text().startswith("# Claims of the paper")
 
 

@@ -63,13 +63,27 @@ def _groups(comparisons: list[Comparison]) -> dict[tuple[str, str], list[Compari
 def verdict_table(claims: list[Claim], comparisons: list[Comparison]) -> list[str]:
     """Markdown lines: one row per (claim, dataset) with its verdict and what decided it."""
     statement = {c.id: c.statement for c in claims}
-    lines = ["| claim | dataset | verdict | firm | decided by |", "|---|---|---|---|---|"]
+    lines = ["| claim | dataset | verdict | firm | seeds | decided by | point comparison (means only) |",
+             "|---|---|---|---|---:|---|---|"]
     for (claim, dataset), group in _groups(comparisons).items():
         verdict, firm, basis = combine(group)
         shown = f"**{verdict}**" if firm and verdict != "inconclusive" else verdict
+        seeds = min(c.n for c in group)
         lines.append(f"| {statement.get(claim, claim)} (`{claim}`) | {dataset} | {shown} | "
-                     f"{'yes' if firm else 'no'} | {basis} |")
+                     f"{'yes' if firm else 'no'} | {seeds} | {basis} | {_points(group)} |")
     return lines
+
+
+def _points(group: list[Comparison]) -> str:
+    """``holds`` / ``fails`` when every comparison agrees, else which ones hold and fail."""
+    by = {p: [c.other for c in group if c.point == p] for p in ("holds", "fails")}
+    missing = [c.other for c in group if not c.point]
+    if not missing and not by["fails"]:
+        return "holds"
+    if not missing and not by["holds"]:
+        return "fails"
+    parts = [f"{p} vs {', '.join(o)}" for p, o in by.items() if o]
+    return "; ".join(parts + ([f"no data vs {', '.join(missing)}"] if missing else []))
 
 
 def _fmt(x: float) -> str:
