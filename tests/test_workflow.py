@@ -96,7 +96,7 @@ def test_paper_params_copy_the_paper_setup():
     params = load_params(PAPER)
     for dataset, model in params["models"].items():
         assert model == PAPER_CONFIGS[dataset], dataset
-    table3 = {  # PROTOCOL.md: iterations, effective batch, lr, precision
+    table3 = {  # docs/paper.md (Table 3): iterations, effective batch, lr, precision
         "cifar10": (391000, 256, 5e-4, "fp32"),
         "imagenet32": (250000, 1024, 1e-4, "fp32"),
         "imagenet64": (157000, 2048, 1e-4, "fp16"),

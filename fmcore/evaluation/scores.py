@@ -68,7 +68,7 @@ def nll_metrics(
 
     def batch(i: int) -> dict[str, np.ndarray]:
         logps, nfes = [], []
-        for k in range(k_deq):  # K uniform dequantizations per image (importance-weighted bound)
+        for k in range(k_deq):  # K uniform dequantizations per image (importance-weighted estimate)
             ctx.test.generator = seeded_generator(ctx.seed, "nll_dequant", i * k_deq + k)
             x_1 = ctx.test.get_batch(idx[i * bs : (i + 1) * bs]).to(model.device)
             out = guard_solver(what, batch_log_prob, model.v, model.path, x_1, nll_cfg,
