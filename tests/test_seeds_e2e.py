@@ -6,12 +6,11 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
+from train_util import tiny_job
 
 from fmcore.evaluate import main as evaluate_main
 from fmcore.report import build_report
 from fmcore.train import main as train_main
-
-from train_util import tiny_job
 
 pytestmark = pytest.mark.slow
 EVAL = {"nll": {"n": 20, "batch_size": 20, "exact": True, "atol": 1e-4, "rtol": 1e-4},
