@@ -113,7 +113,7 @@ def _table(plans: list, header: list[str]) -> str:
 def _plan(args: argparse.Namespace) -> int:
     import torch
 
-    from fmcore.config import load_params, resolve_job
+    from fmcore.config import load_params, resolve_job, runs
     from fmcore.plan.costs import plan_job, profile_entry
     from fmcore.plan.profile import PROFILE_DIR, device_name, load_profile
 
@@ -133,8 +133,8 @@ def _plan(args: argparse.Namespace) -> int:
     speedup = args.assume_speedup or 1.0
     nfe = _expected_nfe(params)
     plans = []
-    for job_cfg in params["jobs"].values():
-        job = resolve_job(params, job_cfg["dataset"], job_cfg["method"])
+    for dataset, method, seed, _ in runs(params):  # one plan row per training run (jobs x seeds)
+        job = resolve_job(params, dataset, method, seed=seed)
         n, n_nll, source = nfe.get((job["dataset"], job["method"]), (args.nfe, args.nfe, "--nfe (assumed)"))
         plans.append(plan_job(job, profile_entry(profile, job, str(path)), n, n_nll, source, speedup=speedup,
                               ddp_efficiency=args.ddp_efficiency))
