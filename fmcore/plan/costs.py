@@ -41,7 +41,8 @@ class PlanError(ValueError):
 
 @dataclass
 class JobPlan:
-    """The estimate for one (dataset, method) job; seconds are device seconds unless ``wall``."""
+    """The estimate for one training run (``method`` holds the run name: ``<method>[/seed<k>]``);
+    seconds are device seconds unless ``wall``."""
 
     dataset: str
     method: str
@@ -106,7 +107,8 @@ def plan_job(job: dict, entry: dict, nfe: float, nll_nfe: float, nfe_source: str
     suggested = max(1, math.ceil(eval_gpu_s / (SHARD_FILL * limit)))
     n_snapshots = int(tr["steps"]) // int(dt["every"]) if dt else 0
     disk = entry["params"] * (STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
-    return JobPlan(job["dataset"], job["method"], world, train_gpu_s, train_wall_s, train_submissions, parts,
+    # the run's name: "<method>", or "<method>/seed<k>" for a job with several seeds (fmcore.config.runs)
+    return JobPlan(job["dataset"], job.get("run", job["method"]), world, train_gpu_s, train_wall_s, train_submissions, parts,
                    eval_gpu_s, shards, suggested, eval_gpu_s / shards, limit, disk, nfe, nll_nfe, nfe_source)
 
 
