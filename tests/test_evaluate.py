@@ -238,3 +238,25 @@ def test_unconfigured_figure_parts_are_skipped_not_failed(workspace: dict) -> No
     assert "snapshots" not in out["parts"] and out["failed"] == {}
     assert not any("snapshots" in line for line in logged)
     assert {"nll", "quality", "sweep", "during_training", "trajectories"} <= set(out["parts"])
+
+
+def test_failed_part_logs_its_first_error_line_as_a_tag(workspace: dict, monkeypatch) -> None:
+    """The report's footnote (fmcore/report/failures.py) reads fmrepro.failed.<part>."""
+    from fmcore.evaluation import runner
+    from fmcore.evaluation.context import PartFailure
+
+    compute = runner._compute
+
+    def failing(part: str, *args, **kwargs):
+        if part == "snapshots":
+            raise PartFailure("snapshots: ODE solver failed (underflow)\nsecond line of the message")
+        return compute(part, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_compute", failing)
+    params = load_params(workspace["params"])
+    params["evaluate"]["checkerboard"]["snapshots"]["n"] = 31  # a new fingerprint: not served from the cache
+    out = evaluate_job(params, "checkerboard", "fm_ot", log=lambda _: None)
+    assert set(out["failed"]) == {"snapshots"} and "snapshots" not in out["parts"]
+    tags = _eval_runs("checkerboard")[0].data.tags
+    assert tags["fmrepro.failed_parts"] == "snapshots"
+    assert tags["fmrepro.failed.snapshots"] == "snapshots: ODE solver failed (underflow)"

@@ -11,6 +11,7 @@ import pytest
 from fmcore.config import load_params, resolve_job
 from fmcore.plan.__main__ import main
 from fmcore.plan.costs import STATE_BYTES_PER_PARAM, WEIGHTS_BYTES_PER_PARAM, plan_job
+from fmcore.plan.nfe import ExpectedNFE
 from fmcore.plan.profile import model_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ ENTRY = {"params": 1_000_000, "shape": [3, 32, 32], "batch": 64, "precision": "b
 
 def test_plan_job_arithmetic_on_a_known_profile():
     job = resolve_job(load_params(REPO / "params" / "paper.yaml"), "cifar10", "fm_ot")
-    p = plan_job(job, ENTRY, nfe=100.0, nll_nfe=200.0, nfe_source="test", speedup=2.0, ddp_efficiency=0.8)
+    p = plan_job(job, ENTRY, ExpectedNFE(100.0, 200.0, "test"), speedup=2.0, ddp_efficiency=0.8)
     tr, ev, res = job["train"], job["evaluate"], job["resources"]
     world = res["nodes"] * res["gpus_per_node"]
     assert p.gpus == world == 2
@@ -32,9 +33,11 @@ def test_plan_job_arithmetic_on_a_known_profile():
     assert p.eval_parts_s["nll"] == pytest.approx(nll["n"] * nll["dequant_samples"] * 200.0 * d)
     assert p.eval_parts_s["quality"] == pytest.approx(ev["quality"]["n_samples"] * 100.0 * f)
     limit = res["evaluate"]["runtime"] * 60
-    assert p.suggested_shards == max(1, math.ceil(p.eval_gpu_s / (0.8 * limit)))
-    snapshots = tr["steps"] // ev["during_training"]["every"]
-    assert p.disk_bytes == pytest.approx(1e6 * (STATE_BYTES_PER_PARAM + snapshots * WEIGHTS_BYTES_PER_PARAM))
+    shardable = p.eval_gpu_s - p.eval_parts_s["figures"]  # the merge draws the figures
+    assert p.suggested_shards == max(1, math.ceil(1.5 * shardable / (limit - 5 * 60)))
+    every = ev["during_training"]["every"]
+    snapshots = tr["steps"] // every - (tr["steps"] % every == 0)  # the last one is checkpoint.pt
+    assert p.disk_bytes == pytest.approx(1e6 * (2 * STATE_BYTES_PER_PARAM + snapshots * WEIGHTS_BYTES_PER_PARAM))
 
 
 @pytest.mark.slow
@@ -76,3 +79,19 @@ def test_paper_grid_plan_with_an_assumed_speedup(tmp_path, capsys):
     assert main(["--params", str(REPO / "params" / "paper.yaml"), "--profile", str(profile),
                  "--assume-speedup", "4"]) == 0
     assert "**Assumption:** the target GPU is 4x faster" in capsys.readouterr().out
+
+
+def test_nfe_measured_at_a_part_s_own_tolerance_prices_that_part():
+    """Fig. 4-6 parts and the sweep's reference use their own tolerances: their measured NFE
+    (from the user's MLflow runs) replace the sampling NFE for exactly those parts."""
+    job = resolve_job(load_params(REPO / "params" / "smoke.yaml"), "checkerboard", "fm_ot")
+    entry = {**ENTRY, "shape": [2]}
+    base = plan_job(job, entry, ExpectedNFE(400.0, 300.0, "t"))
+    own = plan_job(job, entry, ExpectedNFE(400.0, 300.0, "t", sweep_reference=500.0, during_training=100.0,
+                                           trajectories=50.0, snapshots=20.0))
+    ev, f = job["evaluate"], ENTRY["forward_s"]
+    assert own.eval_parts_s["nll"] == base.eval_parts_s["nll"] and own.eval_parts_s["quality"] == base.eval_parts_s["quality"]
+    sw = ev["sweep"]
+    assert own.eval_parts_s["sweep"] - base.eval_parts_s["sweep"] == pytest.approx(sw["n_samples"] * 100.0 * f)
+    assert own.eval_parts_s["figures"] == pytest.approx((ev["trajectories"]["n"] * 50.0 + ev["snapshots"]["n"] * 20.0) * f)
+    assert own.eval_parts_s["during_training"] == pytest.approx(base.eval_parts_s["during_training"] / 4)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from workflow_util import ROOT, dry_run_jobs, load_yaml, placeholder_raw_inputs, snakemake, write_yaml
 
-from fmcore.config import SCHEMA_PATH, ParamsError, load_params
+from fmcore.config import SCHEMA_PATH, ParamsError, load_params, resolve_job
 from fmcore.models.configs import PAPER_CONFIGS
+from fmcore.plan.auto import resolve_auto
+from fmcore.plan.profile import model_key, sample_shape
 
 PAPER = ROOT / "params" / "paper.yaml"
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -118,11 +122,11 @@ def _bad_params(tmp_path: Path, edit) -> Path:
 BAD = {
     "unknown_method": (
         lambda p: p["jobs"]["digits-ddpm"].update(method="ddpm2"),
-        "jobs.digits-ddpm.method: 'ddpm2'",
+        "jobs.digits-ddpm.method='ddpm2': not defined under 'methods'",
     ),
     "unknown_dataset": (
         lambda p: p["jobs"].update({"mnist-fm_ot": {"dataset": "mnist", "method": "fm_ot"}}),
-        "dataset 'mnist' is not defined",
+        "jobs.mnist-fm_ot.dataset='mnist': not defined under 'datasets'",
     ),
     "wrong_type": (lambda p: p["train"]["digits"].update(lr="fast"), "train.digits.lr: 'fast'"),
     "parent_dir_dataset": (
@@ -161,7 +165,7 @@ def test_snakemake_reports_bad_params_before_building_the_dag(tmp_path):
     out = snakemake("-n", "--configfile", str(path))
     text = out.stdout + out.stderr
     assert out.returncode != 0
-    assert f"invalid parameters: {path}: jobs.digits-ddpm.method: 'ddpm2' is not one of" in text
+    assert f"invalid parameters: {path}: jobs.digits-ddpm.method='ddpm2': not defined under 'methods'" in text
     assert "Building DAG" not in text
 
 
@@ -209,7 +213,7 @@ def _shell_commands() -> list[str]:
 
 def test_every_shell_placeholder_is_quoted():
     commands = _shell_commands()
-    assert len(commands) == 6  # prepare, reference, train, evaluate_shard, evaluate, report
+    assert len(commands) == 7  # prepare, reference, train, evaluate_shard, evaluate, report, canary_dataset
     for cmd in commands:
         assert "python" not in cmd and cmd.count(" -m fmcore.") == 1, cmd
         for field in re.findall(r"\{([^{}]+)\}", cmd):
@@ -274,3 +278,89 @@ def test_seeds_multiply_training_and_evaluation_jobs(tmp_path):
         in out.stdout
     assert "results/smoke/digits/ddpm/seed2/checkpoint.pt" in out.stdout
     assert "--dataset digits --method fm_ot --attempt-log-dir logs/smoke/train/digits/fm_ot.attempts" in out.stdout
+
+
+def test_canary_target_is_one_short_single_gpu_job_per_dataset(tmp_path):
+    """`snakemake canary` (workflow/rules/canary.smk): not part of `all`; one job per dataset."""
+    out = snakemake("-n", "-p", "canary", "-d", str(tmp_path), "--configfile", str(PAPER))
+    assert out.returncode == 0, out.stderr + out.stdout
+    jobs = [j for j in dry_run_jobs(out.stdout + out.stderr) if j["rule"] == "canary_dataset"]
+    datasets = sorted(j["wildcards"]["dataset"] for j in jobs)
+    assert datasets == ["cifar10", "imagenet128", "imagenet32", "imagenet64"]
+    for job in jobs:
+        res = job["resources"]
+        assert res["nodes"] == "1" and res["tasks"] == "1" and int(res["runtime"]) <= 30, job
+        assert res["slurm_extra"] == "--ntasks-per-node=1 --gpus-per-node=1", job
+    assert f"-m fmcore.canary --params {PAPER} --jobs cifar10 --synthetic" in out.stdout
+    placeholder_raw_inputs(load_yaml(PAPER), tmp_path)
+    default = snakemake("-n", "-d", str(tmp_path), "--configfile", str(PAPER))
+    assert default.returncode == 0 and "rule train" in default.stdout + default.stderr
+    assert "rule canary" not in default.stdout + default.stderr
+
+
+def test_missing_inception_file_fails_at_planning(tmp_path, monkeypatch):
+    """The Inception file is an input of `reference`: missing, the dry run on the login node says so."""
+    monkeypatch.delenv("FMREPRO_INCEPTION_WEIGHTS", raising=False)
+    params = load_params(PAPER)
+    placeholder_raw_inputs(params, tmp_path)
+    (tmp_path / "data/raw/inception-2015-12-05.pt").unlink()
+    out = snakemake("-n", "-d", str(tmp_path), "--configfile", str(PAPER))
+    assert out.returncode != 0
+    assert "Missing input files for rule reference" in out.stdout + out.stderr
+    assert "data/raw/inception-2015-12-05.pt" in out.stdout + out.stderr
+
+
+def test_cluster_doc_site_resources_and_example_profile_plan(tmp_path):
+    """docs/cluster.md's `resources:` block for 4-GPU nodes / 24 h is valid params, and the shipped
+    profiles/site-example plans the paper grid with it (sbatch flags as the doc says)."""
+    text = (ROOT / "docs" / "cluster.md").read_text(encoding="utf-8")
+    block = text.split("<!-- site-resources:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    params = load_yaml(PAPER)
+    params["resources"] = yaml.safe_load(block)["resources"]
+    path = write_yaml(tmp_path / "site.yaml", params)
+    loaded = load_params(path)
+    assert all(r["runtime"] <= 1440 and r["gpus_per_node"] <= 4 for r in loaded["resources"].values())
+    placeholder_raw_inputs(params, tmp_path)
+    out = snakemake("-n", "--profile", str(ROOT / "profiles" / "site-example"), "-d", str(tmp_path),
+                    "--configfile", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    trains = {j["wildcards"]["dataset"]: j["resources"] for j in dry_run_jobs(out.stdout + out.stderr)
+              if j["rule"] == "train"}
+    assert trains["imagenet128"]["nodes"] == "8" and trains["imagenet128"]["tasks"] == "32"
+    assert trains["imagenet64"]["slurm_extra"] == "--ntasks-per-node=4 --gpus-per-node=4 --signal=USR1@900"
+    assert all(r["runtime"] == "1440" and r["slurm_account"] == "my_group_account" for r in trains.values())
+
+
+def test_runtime_auto_and_shards_auto_come_from_the_planner(tmp_path, monkeypatch):
+    """`runtime: auto` + `shards: auto` in the paper grid: every SLURM time limit and shard count
+    of the dry run is the planner's (fmcore.plan.auto), the same numbers `python -m fmcore.plan` uses."""
+    params = load_yaml(PAPER)
+    models = {model_key(m): {"dataset": d, "params": 10**7, "shape": list(sample_shape(m)), "batch": 64,
+                             "precision": "bf16", "train_s": 0.03, "forward_s": 0.003, "divergence_s": 0.009}
+              for d, m in params["models"].items()}
+    (tmp_path / "gpu.json").write_text(json.dumps({"device": "made-up", "models": models}))
+    params["plan"] = {"profile": "gpu.json", "safety_factor": 1.5}
+    params["resources"]["cifar10"].update(runtime="auto", max_runtime=1440)
+    del params["resources"]["cifar10"]["evaluate"]["runtime"]
+    params["evaluate"]["cifar10"]["shards"] = "auto"
+    path = write_yaml(tmp_path / "paper_auto.yaml", params)
+    placeholder_raw_inputs(params, tmp_path)
+    out = snakemake("-n", "-p", "-d", str(tmp_path), "--configfile", str(path))
+    assert out.returncode == 0, out.stderr + out.stdout
+    jobs = dry_run_jobs(out.stdout + out.stderr)
+    monkeypatch.chdir(tmp_path)  # plan.profile is relative to the working directory, as for Snakemake's -d
+    want = resolve_auto(load_params(path), source=str(path))
+    for job in jobs:
+        wc = job["wildcards"]
+        if wc.get("dataset") != "cifar10" or job["rule"] not in ("train", "evaluate", "evaluate_shard"):
+            continue
+        res = resolve_job(want, "cifar10", wc["method"])["resources"]
+        limit = res["runtime"] if job["rule"] == "train" else res["evaluate"]["runtime"]
+        assert job["resources"]["runtime"] == str(limit) and isinstance(limit, int), job
+    shards = {resolve_job(want, "cifar10", m)["evaluate"]["shards"] for m in ("fm_ot", "ddpm")}
+    assert shards and all(s > 1 for s in shards)  # this device needs more than one 24 h job
+    n_shard_jobs = sum(resolve_job(want, "cifar10", j["method"])["evaluate"]["shards"]
+                       for j in want["jobs"].values() if j["dataset"] == "cifar10")
+    assert Counter(j["rule"] for j in jobs)["evaluate_shard"] == n_shard_jobs
+    prepare = next(j for j in jobs if j["rule"] == "prepare" and j["wildcards"]["dataset"] == "cifar10")
+    assert prepare["resources"]["runtime"] == str(params["resources"]["cifar10"]["prepare"]["runtime"])

@@ -68,12 +68,15 @@ def dry_run_jobs(output: str) -> list[dict]:
 
 
 def placeholder_raw_inputs(params: dict, workdir: Path) -> None:
-    """Create empty stand-ins for the raw inputs a params file names (dry runs only)."""
-    for cfg in params["datasets"].values():
-        if cfg.get("raw"):
-            path = workdir / cfg["raw"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
+    """Create empty stand-ins for the raw inputs a params file names (dry runs only): raw data
+    and the Inception file of `fid` datasets (both inputs of the workflow)."""
+    paths = [cfg["raw"] for cfg in params["datasets"].values() if cfg.get("raw")]
+    paths += [ev["quality"]["inception_weights"] for ev in params["evaluate"].values()
+              if ev["quality"].get("inception_weights")]
+    for raw in paths:
+        path = workdir / raw
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
 
 
 def tiny_smoke_params() -> dict:

@@ -17,6 +17,7 @@ from fmcore.config.params import (
     run_name,
     runs,
     seeds_of,
+    uses_auto,
     validate_params,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "run_name",
     "runs",
     "seeds_of",
+    "uses_auto",
     "validate_params",
 ]

@@ -54,7 +54,7 @@ def validate_params(params: Any, source: str = "<params>") -> dict:
         for section, name in (("datasets", job["dataset"]), ("methods", job["method"])):
             if name not in params[section]:
                 raise ParamsError(
-                    f"{source}: jobs.{key}: {section[:-1]} {name!r} is not defined under "
+                    f"{source}: jobs.{key}.{section[:-1]}={name!r}: not defined under "
                     f"'{section}' (known: {', '.join(sorted(params[section]))})"
                 )
         for section in ("models", "train", "evaluate", "resources"):
@@ -67,6 +67,7 @@ def validate_params(params: Any, source: str = "<params>") -> dict:
             raise ParamsError(f"{source}: jobs.{key}: key must be '<dataset>-<method>' = {expected!r}")
         _check_job_overrides(params, key, job, source)
     _check_resources(params, source)
+    _check_auto(params, source)
     _check_directories(params, source)
     return params
 
@@ -125,12 +126,31 @@ def _check_directories(params: dict, source: str) -> None:
                                   "directory of its own")
 
 
+def uses_auto(params: dict) -> bool:
+    """Whether any ``runtime`` (of any stage) or ``evaluate.shards`` of ``params`` is ``auto``."""
+    sections = list(params["resources"].values()) + [j.get("resources") or {} for j in params["jobs"].values()]
+    runtimes = [s.get("runtime") for r in sections for s in (r, r.get("prepare") or {}, r.get("evaluate") or {})]
+    evals = list(params["evaluate"].values()) + [j.get("evaluate") or {} for j in params["jobs"].values()]
+    return "auto" in runtimes or any(e.get("shards") == "auto" for e in evals)
+
+
+def _check_auto(params: dict, source: str) -> None:
+    """``runtime: auto`` / ``shards: auto`` need a device profile to plan from (fmcore/plan/auto.py)."""
+    if uses_auto(params) and "profile" not in (params.get("plan") or {}):
+        raise ParamsError(f"{source}: runtime/shards 'auto' needs plan.profile: the device profile of the GPU "
+                          "the jobs run on (`python -m fmcore.plan calibrate --params <params>` writes it)")
+
+
 def _check_resources(params: dict, source: str) -> None:
     """Cross-key checks of ``resources`` the schema cannot express (per dataset and job override)."""
     sections = [(f"resources.{d}", r) for d, r in params["resources"].items()]
-    sections += [(f"jobs.{k}.resources", j["resources"]) for k, j in params["jobs"].items() if "resources" in j]
+    sections += [(f"jobs.{k}.resources", deep_merge(params["resources"].get(j["dataset"], {}), j["resources"]))
+                 for k, j in params["jobs"].items() if "resources" in j]
     for where, res in sections:
         for stage, r in [("", res)] + [(f".{s}", {**res, **res[s]}) for s in ("prepare", "evaluate") if s in res]:
+            if r.get("runtime") == "auto" and "max_runtime" not in r:
+                raise ParamsError(f"{source}: {where}{stage}.runtime: auto needs max_runtime (the site's limit in "
+                                  "minutes) beside it")
             tasks = int(r.get("nodes", 1)) * int(r.get("tasks_per_node", max(int(r.get("gpus_per_node", 0)), 1)))
             if tasks > 1 and not r.get("launcher"):
                 raise ParamsError(f"{source}: {where}{stage}: {tasks} tasks (nodes x tasks_per_node) need "
@@ -138,7 +158,8 @@ def _check_resources(params: dict, source: str) -> None:
             if r.get("launcher") == "torchrun" and int(r.get("nodes", 1)) > 1:
                 raise ParamsError(f"{source}: {where}{stage}.launcher: torchrun --standalone runs on one node; "
                                   "use srun for nodes > 1")
-        lead, runtime = int(res.get("signal_lead_s", 0)), int(res.get("runtime", 60))
+        runtime = res.get("runtime", 60)
+        lead, runtime = int(res.get("signal_lead_s", 0)), int(res["max_runtime"] if runtime == "auto" else runtime)
         if lead and res.get("launcher") != "srun":
             raise ParamsError(f"{source}: {where}.signal_lead_s={lead}: needs launcher: srun (SLURM sends the "
                               "warning signal to job steps, and srun makes the trainer one)")

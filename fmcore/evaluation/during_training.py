@@ -78,7 +78,8 @@ def run_during_training(ctx: EvalContext, fingerprint: dict,
                                                               shard=shard)
     if res is None:
         return None
-    out = PartResult(arrays={k: res[k] for k in ("step", "quality", "nll", "nfe")},
+    out = PartResult(metrics={"during_training/nfe": float(np.mean(res["nfe"]))},  # for the cost planner
+                     arrays={k: res[k] for k in ("step", "quality", "nll", "nfe")},
                      info={"checkpoints": [p.name for _, p in ckpts], "nll_unit": nll_key})  # fmt: skip
     for i, step in enumerate(res["step"].tolist()):
         out.history.append(("during_training/quality", int(step), float(res["quality"][i])))

@@ -51,13 +51,14 @@ def _grid(ctx: EvalContext, times: list[float]) -> torch.Tensor:
     return t
 
 
-def _solve(ctx: EvalContext, n: int, t: torch.Tensor, stream: str) -> torch.Tensor:
+def _solve(ctx: EvalContext, n: int, t: torch.Tensor, stream: str) -> tuple[torch.Tensor, int]:
+    """The dopri5 trajectory of ``n`` samples at times ``t``, and its NFE (for the cost planner)."""
     tol = ctx.tolerances(stream)  # the section is named like the stream
     noise = standard_noise(n, ctx.sample_shape, ctx.seed, stream, device=ctx.model.device)
-    traj, _ = guard_solver(f"{stream} {ctx.job['dataset']}/{ctx.job['method']}", sample_path,
+    traj, nfe = guard_solver(f"{stream} {ctx.job['dataset']}/{ctx.job['method']}", sample_path,
                            ctx.model.v, ctx.model.path, noise, method="dopri5", t_grid=t,
                           atol=float(tol["atol"]), rtol=float(tol["rtol"]))  # fmt: skip
-    return traj.cpu()
+    return traj.cpu(), int(nfe)
 
 
 def run_trajectories(ctx: EvalContext) -> PartResult:
@@ -67,10 +68,10 @@ def run_trajectories(ctx: EvalContext) -> PartResult:
     if points < 3:
         raise ValueError(f"evaluate.{ctx.job['dataset']}.trajectories.points: {points}, expected >= 3")
     t = torch.linspace(0.0, ctx.model.path.t_max, points, dtype=torch.float64)
-    traj = _solve(ctx, int(cfg["n"]), t, "trajectories")
+    traj, nfe = _solve(ctx, int(cfg["n"]), t, "trajectories")
     s, per_time = straightness(traj, t)
     return PartResult(
-        metrics={"straightness": s},
+        metrics={"straightness": s, "trajectories/nfe": float(nfe)},
         arrays={"t": t.numpy(), "x": traj.float().numpy(), "deviation": per_time,
                 "straightness": np.array(s)},
     )
@@ -80,5 +81,5 @@ def run_snapshots(ctx: EvalContext) -> PartResult:
     """Samples at ``snapshots.t`` (Fig. 4: t = 0, 1/3, 2/3, 1) from the shared noise."""
     cfg = ctx.cfg["snapshots"]
     t = _grid(ctx, list(cfg["t"]))
-    traj = _solve(ctx, int(cfg["n"]), t, "snapshots")
-    return PartResult(arrays={"t": t.numpy(), "x": traj.float().numpy()})
+    traj, nfe = _solve(ctx, int(cfg["n"]), t, "snapshots")
+    return PartResult(metrics={"snapshots/nfe": float(nfe)}, arrays={"t": t.numpy(), "x": traj.float().numpy()})

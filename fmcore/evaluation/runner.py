@@ -129,6 +129,12 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+def _first_line(text: str, limit: int = 300) -> str:
+    """First non-empty line of an error message, cut to ``limit`` characters (an MLflow tag value)."""
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "no message")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], summary: dict) -> str | None:
     from fmcore.tracking import git_commit, start_run
 
@@ -143,6 +149,8 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
             "fmrepro.device": _device_name(ctx.model.device),
             "fmrepro.parts": ",".join(results),
             "fmrepro.failed_parts": ",".join(summary["failed"])}  # fmt: skip
+    for part, why in summary["failed"].items():  # the report's footnote for the part's empty cells
+        tags[f"fmrepro.failed.{part}"] = _first_line(why)
     tracker = start_run(job["experiment"], f"eval/{job['dataset']}/{job['run']}", tags=tags,
                         params={"evaluate": job["evaluate"]}, parent_run_id=ctx.model.train_run_id,
                         spool_path=ctx.eval_dir / "mlflow_spool.jsonl")  # fmt: skip

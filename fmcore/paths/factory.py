@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +14,7 @@ from fmcore.paths.base import GaussianPath
 from fmcore.paths.diffusion import VEPath, VPPath
 from fmcore.paths.gaussian import CondOTPath, RectifiedFlowPath
 
-__all__ = ["build_path", "velocity_field", "PREDICTIONS", "PATH_DEFAULTS"]
+__all__ = ["build_path", "path_class", "velocity_field", "PREDICTIONS", "PATH_DEFAULTS"]
 
 PREDICTIONS = ("velocity", "eps", "score")
 
@@ -32,12 +34,47 @@ PATH_DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 
+def path_class(kind: object) -> tuple[type[GaussianPath], tuple[str, ...], tuple[str, ...]]:
+    """The class a ``kind`` names, its constructor keys and the required ones among them.
+
+    A built-in kind (``cond_ot | rectified | vp | ve``) or ``"package.module:ClassName"``: a
+    :class:`GaussianPath` subclass importable on ``sys.path`` whose ``__init__`` takes only
+    numbers as keyword arguments (docs/CONTRACTS.md, "Adding a path or method").
+
+    Raises:
+        ValueError: an unknown built-in name, a module that does not import, no such class,
+            or a class that is not a GaussianPath subclass (one line naming the kind).
+    """
+    if isinstance(kind, str) and kind in _KINDS:
+        cls, keys = _KINDS[kind]
+        return cls, keys, tuple(k for k in keys if k not in PATH_DEFAULTS.get(kind, {}))
+    if not isinstance(kind, str) or ":" not in kind:
+        raise ValueError(f"path.kind={kind!r}: expected one of {sorted(_KINDS)} or "
+                         "'package.module:ClassName' "
+                         "(a GaussianPath subclass)")
+    module_name, _, name = kind.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"path.kind={kind!r}: cannot import module {module_name!r} ({exc}); it must be "
+                         "importable where training and evaluation run (PYTHONPATH)") from None
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, GaussianPath)):
+        why = f"module {module_name!r} has no GaussianPath subclass {name!r}"
+        raise ValueError(f"path.kind={kind!r}: {why}")  # noqa: TRY004
+    sig = inspect.signature(cls.__init__)
+    args = [p for p in list(sig.parameters.values())[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    keys = tuple(p.name for p in args)
+    return cls, keys, tuple(p.name for p in args if p.default is p.empty)
+
+
 def build_path(path_cfg: Mapping[str, Any]) -> GaussianPath:
     """Build the probability path of one method.
 
     Args:
         path_cfg: ``methods[<method>]`` of the params (after job overrides), e.g.
-            ``{"kind": "vp", "objective": "cfm", "beta_min": 0.1, "beta_max": 20.0, "eps": 1e-5}``.
+            ``{"kind": "vp", "objective": "cfm", "beta_min": 0.1, "beta_max": 20.0, "eps": 1e-5}``
+            or ``{"kind": "mypaths:CosinePath", "objective": "cfm", "s": 0.008}``.
 
     Returns:
         The path object.
@@ -47,11 +84,9 @@ def build_path(path_cfg: Mapping[str, Any]) -> GaussianPath:
             Missing VP/VE keys take :data:`PATH_DEFAULTS` (the paper's values).
     """
     kind = path_cfg.get("kind")
-    if kind not in _KINDS:
-        raise ValueError(f"path.kind={kind!r}: expected one of {sorted(_KINDS)}")
-    cls, keys = _KINDS[kind]
+    cls, keys, required = path_class(kind)
     path_cfg = {**PATH_DEFAULTS.get(kind, {}), **path_cfg}
-    missing = [k for k in keys if k not in path_cfg]
+    missing = [k for k in required if k not in path_cfg]
     if missing:
         raise ValueError(f"path (kind={kind}) is missing key(s) {missing}")
     extra = sorted(set(path_cfg) - set(keys) - set(_NON_PATH_KEYS))
@@ -60,7 +95,7 @@ def build_path(path_cfg: Mapping[str, Any]) -> GaussianPath:
     if extra:
         raise ValueError(f"path (kind={kind}) has key(s) {extra} it does not use; expected only {list(keys)}")
     try:
-        return cls(**{k: float(path_cfg[k]) for k in keys})
+        return cls(**{k: float(path_cfg[k]) for k in keys if k in path_cfg})
     except (TypeError, ValueError) as err:
         raise ValueError(f"path (kind={kind}): {err}") from None
 

@@ -3,7 +3,7 @@
 ::
 
     python -m fmcore.plan --params P [--profile FILE] [--assume-speedup X] [--ddp-efficiency E]
-                          [--nfe N] [--json]
+                          [--safety-factor K] [--nfe N] [--json]
     python -m fmcore.plan calibrate --params P [--device auto|cpu|cuda] [--max-batch B]
 
 The first prints, per job and in total, training and evaluation GPU-hours, wall time per
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 from pathlib import Path
 
@@ -37,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="scale the profile's times by 1/X (an assumption, printed with the table)")
     p.add_argument("--ddp-efficiency", type=float, default=0.9,
                    help="multi-GPU scaling efficiency assumed for training (default %(default)s)")
+    p.add_argument("--safety-factor", type=float, default=None,
+                   help="time limit = estimate x this, for the suggested shards (default: plan.safety_factor, 1.5)")
     p.add_argument("--nfe", type=float, default=100.0, help="NFE assumed where neither MLflow nor the paper has one")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--device", default="auto", help="calibrate: auto (CUDA if available), cpu, cuda[:i]")
@@ -45,60 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _expected_nfe(params: dict) -> dict[tuple[str, str], tuple[float, float, str]]:
-    """(dataset, method) -> (sampling NFE, NLL NFE, source)."""
-    from fmcore.report.paper import MODEL_TO_METHOD, load_paper_table
-
-    out: dict[tuple[str, str], tuple[float, float, str]] = {}
-    paper = load_paper_table()
-    for row in paper.itertuples():
-        method = MODEL_TO_METHOD.get(row.model)
-        if method and not math.isnan(row.nfe):
-            out[(row.dataset, method)] = (float(row.nfe), float(row.nfe), "paper Table 1 (NLL NFE assumed equal)")
-    out.update(_mlflow_nfe(params["experiment"]))
-    return out
-
-
-def _mlflow_nfe(experiment: str) -> dict[tuple[str, str], tuple[float, float, str]]:
-    """Mean NFE of the user's finished evaluations of ``experiment`` (empty if there are none)."""
-    from fmcore.tracking import tracking_uri
-
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        return {}
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    try:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            return {}
-        runs = client.search_runs([exp.experiment_id], "tags.`fmrepro.stage` = 'evaluate' and "
-                                  "attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"])
-    except Exception:  # noqa: BLE001 - no store, no observation: the planner falls back to the paper
-        return {}
-    out = {}
-    for run in runs:
-        m, tags = run.data.metrics, run.data.tags
-        if "nfe" in m:
-            nll_nfe = m.get("nll_nfe", m["nfe"])
-            out[(tags.get("fmrepro.dataset"), tags.get("fmrepro.method"))] = (m["nfe"], nll_nfe, "your MLflow runs")
-    return out
-
-
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.3g}"
 
 
 def _table(plans: list, header: list[str]) -> str:
-    rows = [("| dataset | method | GPUs | train GPU-h | train wall h | submissions | eval GPU-h (nll / quality / "
-             "sweep / during training) | shards (suggested) | eval h per shard / limit | disk GB | NFE (source) |"),
+    rows = [("| dataset | method | GPUs | train GPU-h | train wall h / limit | submissions | eval GPU-h (nll / "
+             "quality / sweep / during training) | shards (suggested) | eval h per shard / limit | disk GB | "
+             "NFE (source) |"),
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in plans:
         parts = " / ".join(_hours(p.eval_parts_s.get(k, 0.0)) for k in ("nll", "quality", "sweep", "during_training"))
-        rows.append(f"| {p.dataset} | {p.method} | {p.gpus} | {_hours(p.train_gpu_s)} | {_hours(p.train_wall_s)} | "
+        rows.append(f"| {p.dataset} | {p.method} | {p.gpus} | {_hours(p.train_gpu_s)} | {_hours(p.train_wall_s)} / "
+                    f"{_hours(p.train_limit_s)} | "
                     f"{p.train_submissions} | {_hours(p.eval_gpu_s)} ({parts}) | {p.shards} ({p.suggested_shards}) | "
                     f"{_hours(p.eval_wall_per_shard_s)} / {_hours(p.eval_limit_s)} | {p.disk_bytes / 1e9:.3g} | "
                     f"{p.nfe:.0f} ({p.nfe_source}) |")
@@ -113,11 +72,15 @@ def _table(plans: list, header: list[str]) -> str:
 def _plan(args: argparse.Namespace) -> int:
     import torch
 
-    from fmcore.config import load_params, resolve_job, runs
+    from fmcore.config import load_params, resolve_job, runs, uses_auto
+    from fmcore.plan.auto import resolve_auto
     from fmcore.plan.costs import plan_job, profile_entry
+    from fmcore.plan.nfe import ExpectedNFE, expected_nfe
     from fmcore.plan.profile import PROFILE_DIR, device_name, load_profile
 
     params = load_params(args.params)
+    auto = uses_auto(params)
+    params = resolve_auto(params, source=args.params)  # the limits and shards the workflow will use
     here = device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     path = args.profile or PROFILE_DIR / f"{here}.json"
     if args.profile is None and not path.is_file():
@@ -131,13 +94,16 @@ def _plan(args: argparse.Namespace) -> int:
         path = found[0]
     profile = load_profile(path)
     speedup = args.assume_speedup or 1.0
-    nfe = _expected_nfe(params)
+    safety = args.safety_factor or float((params.get("plan") or {}).get("safety_factor", 1.5))
+    if safety < 1:
+        raise ValueError(f"--safety-factor {safety}: expected >= 1")
+    nfe = expected_nfe(params["experiment"])
     plans = []
     for dataset, method, seed, _ in runs(params):  # one plan row per training run (jobs x seeds)
         job = resolve_job(params, dataset, method, seed=seed)
-        n, n_nll, source = nfe.get((job["dataset"], job["method"]), (args.nfe, args.nfe, "--nfe (assumed)"))
-        plans.append(plan_job(job, profile_entry(profile, job, str(path)), n, n_nll, source, speedup=speedup,
-                              ddp_efficiency=args.ddp_efficiency))
+        expected = nfe.get((job["dataset"], job["method"]), ExpectedNFE(args.nfe, args.nfe, "--nfe (assumed)"))
+        plans.append(plan_job(job, profile_entry(profile, job, str(path)), expected, speedup=speedup,
+                              ddp_efficiency=args.ddp_efficiency, safety_factor=safety))
     if args.json:
         print(json.dumps({"profile": str(path), "device": profile.get("device"), "speedup": speedup,
                           "ddp_efficiency": args.ddp_efficiency, "jobs": [p.as_dict() for p in plans]}, indent=2))
@@ -149,7 +115,10 @@ def _plan(args: argparse.Namespace) -> int:
         header.append(f"**Assumption:** the target GPU is {speedup:g}x faster per sample than that device "
                       "(not measured; calibrate on the GPU to replace it).")
     header.append(f"Training: {args.ddp_efficiency:g} multi-GPU scaling efficiency assumed for W > 1. "
-                  "Evaluation: one GPU per job or shard.")
+                  f"Evaluation: one GPU per job or shard; suggested shards fit the limit at {safety:g}x the estimate.")
+    if auto:
+        header.append(f"`auto` runtimes and shards resolved from plan.profile `{params['plan']['profile']}` "
+                      "(fmcore/plan/auto.py), as the workflow resolves them.")
     print(_table(plans, header))
     return 0
 

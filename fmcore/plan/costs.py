@@ -5,18 +5,25 @@ Per job of ``params`` (W = nodes x tasks per node training processes, one GPU ea
 * training GPU-seconds  = steps x batch_size x train_s / e(W), wall = that / W, with
   e(W) = ``ddp_efficiency`` for W > 1 (an assumption, stated in the output) and 1 for W = 1;
 * evaluation GPU-seconds (one GPU; ``shards`` split it), with F = forward_s and
-  D = divergence_s of one sample (one NFE), N = expected sampling NFE, N_L = expected NLL NFE:
+  D = divergence_s of one sample (one NFE), N = expected sampling NFE, N_L = expected NLL NFE,
+  and N_ref, N_dt, N_traj, N_snap the NFE at the sweep reference's / during_training's /
+  trajectories' / snapshots' own tolerances where a run measured them (else N;
+  ``fmcore.plan.nfe.ExpectedNFE``):
     nll             n x dequant_samples x N_L x D_h   (D_h = F + probes x (D - F) Hutchinson,
                                                        dim x D for the exact trace)
     quality         n_samples x N x F
-    sweep           n_samples x (sum of the NFE budgets over solvers + N at the reference tolerance) x F
-    during_training checkpoints x (n_samples x N x F + nll_n x N_L x D_h)
-    figures         (trajectories.n + snapshots.n) x N x F;
+    sweep           n_samples x (sum of the NFE budgets over solvers + N_ref) x F
+    during_training checkpoints x (n_samples x N_dt x F + nll_n x N_L x (N_dt / N) x D_h)
+    figures         (trajectories.n x N_traj + snapshots.n x N_snap) x F;
 * submissions = ceil(wall / usable limit): the SLURM ``runtime`` minus ``signal_lead_s``
   (training: each requeue resumes from ``last.pt``);
-* suggested shards = the smallest S with evaluation GPU-seconds / S <= 80 % of its limit;
-* disk: a state (``last.pt``; ``checkpoint.pt`` is a hard link) is 16.21 B/param and a
-  periodic weights-only checkpoint 4.05 B/param (``benchmarks/checkpoint_disk.py``).
+* suggested shards = ``shards_needed``: the smallest S with k x (evaluation GPU-seconds but the
+  figures, which the merge draws) / S + 5 minutes of start-up <= the evaluate stage's limit,
+  k = ``safety_factor`` (1.5; the rule ``shards: auto`` applies);
+* disk at its peak, as ``benchmarks/checkpoint_disk.py`` counts it: two states (16.21 B/param
+  each: ``checkpoint.pt`` and a ``last.pt`` being rewritten; once finished ``last.pt`` is a hard
+  link) and the Fig. 5 weights-only snapshots (4.05 B/param each), one per
+  ``during_training.every`` steps less the last (a hard link to ``checkpoint.pt``).
 
 A profile measured on another device is scaled by ``1 / speedup`` (``--assume-speedup``).
 """
@@ -26,13 +33,21 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from fmcore.plan.nfe import ExpectedNFE
 from fmcore.plan.profile import model_key
 
-__all__ = ["STATE_BYTES_PER_PARAM", "WEIGHTS_BYTES_PER_PARAM", "JobPlan", "PlanError", "plan_job"]
+__all__ = ["OVERHEAD_MIN", "STATE_BYTES_PER_PARAM", "WEIGHTS_BYTES_PER_PARAM", "JobPlan", "PlanError", "plan_job",
+           "shards_needed"]
 
 STATE_BYTES_PER_PARAM = 16.21  # benchmarks/checkpoint_disk.py (measured with the real train_loop)
 WEIGHTS_BYTES_PER_PARAM = 4.05
-SHARD_FILL = 0.8  # a shard should use at most this fraction of its time limit
+OVERHEAD_MIN = 5  # start-up per submission: imports, data, device, checkpoint load
+
+
+def shards_needed(shardable_s: float, limit_min: float, safety_factor: float) -> int:
+    """The fewest shards S with ``safety_factor x shardable_s / S + OVERHEAD_MIN <= limit_min``."""
+    usable_s = max(limit_min - OVERHEAD_MIN, 1) * 60
+    return max(1, math.ceil(safety_factor * shardable_s / usable_s))
 
 
 class PlanError(ValueError):
@@ -50,6 +65,7 @@ class JobPlan:
     train_gpu_s: float
     train_wall_s: float
     train_submissions: int
+    train_limit_s: float  # SLURM runtime of one submission
     eval_parts_s: dict[str, float]
     eval_gpu_s: float
     shards: int
@@ -73,8 +89,8 @@ def _usable_s(res: dict, lead_s: int = 0) -> float:
     return max(int(res.get("runtime", 60)) * 60 - lead_s, 60)
 
 
-def plan_job(job: dict, entry: dict, nfe: float, nll_nfe: float, nfe_source: str, speedup: float = 1.0,
-             ddp_efficiency: float = 0.9) -> JobPlan:
+def plan_job(job: dict, entry: dict, expected: ExpectedNFE, speedup: float = 1.0,
+             ddp_efficiency: float = 0.9, safety_factor: float = 1.5) -> JobPlan:
     """Estimate one resolved job (``fmcore.config.resolve_job``) from its profile ``entry``."""
     if speedup <= 0 or not 0 < ddp_efficiency <= 1:
         raise PlanError(f"speed-up {speedup} and DDP efficiency {ddp_efficiency}: expected > 0 and in (0, 1]")
@@ -90,26 +106,32 @@ def plan_job(job: dict, entry: dict, nfe: float, nll_nfe: float, nfe_source: str
     dim = math.prod(entry["shape"])
     div_cost = dim * d if nll.get("exact", True) else f + int(nll.get("hutchinson_samples", 1)) * (d - f)
     deq = int(nll.get("dequant_samples", 1)) if len(entry["shape"]) == 3 else 1
+    nfe, nll_nfe = expected.sampling, expected.nll
     parts = {"nll": int(nll["n"]) * deq * nll_nfe * div_cost,
              "quality": int(ev["quality"]["n_samples"]) * nfe * f}
     sw = ev["sweep"]
-    parts["sweep"] = int(sw["n_samples"]) * (len(sw["solvers"]) * sum(int(b) for b in sw["nfe"]) + nfe) * f
+    budgets = len(sw["solvers"]) * sum(int(b) for b in sw["nfe"])
+    parts["sweep"] = int(sw["n_samples"]) * (budgets + expected.of("sweep_reference")) * f
     dt = ev.get("during_training")
     if dt:
         checkpoints = int(tr["steps"]) // int(dt["every"])
-        parts["during_training"] = checkpoints * (int(dt["n_samples"]) * nfe * f + int(dt["nll_n"]) * nll_nfe * div_cost)
-    figures = sum(int((ev.get(k) or {}).get("n", 0)) for k in ("trajectories", "snapshots"))
-    parts["figures"] = figures * nfe * f
+        n_dt = expected.of("during_training")
+        parts["during_training"] = checkpoints * (int(dt["n_samples"]) * n_dt * f
+                                                  + int(dt["nll_n"]) * nll_nfe * (n_dt / nfe) * div_cost)
+    parts["figures"] = sum(int((ev.get(k) or {}).get("n", 0)) * expected.of(k) * f
+                           for k in ("trajectories", "snapshots"))
     eval_gpu_s = sum(parts.values())
     eval_res = {**res, **(res.get("evaluate") or {})}
     limit = _usable_s(eval_res)
     shards = int(ev.get("shards", 1))
-    suggested = max(1, math.ceil(eval_gpu_s / (SHARD_FILL * limit)))
-    n_snapshots = int(tr["steps"]) // int(dt["every"]) if dt else 0
-    disk = entry["params"] * (STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
+    suggested = shards_needed(eval_gpu_s - parts["figures"], int(eval_res.get("runtime", 60)), safety_factor)
+    steps, every = int(tr["steps"]), int(dt["every"]) if dt else 0
+    n_snapshots = steps // every - (1 if steps % every == 0 else 0) if dt else 0
+    disk = entry["params"] * (2 * STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
     # the run's name: "<method>", or "<method>/seed<k>" for a job with several seeds (fmcore.config.runs)
-    return JobPlan(job["dataset"], job.get("run", job["method"]), world, train_gpu_s, train_wall_s, train_submissions, parts,
-                   eval_gpu_s, shards, suggested, eval_gpu_s / shards, limit, disk, nfe, nll_nfe, nfe_source)
+    return JobPlan(job["dataset"], job.get("run", job["method"]), world, train_gpu_s, train_wall_s, train_submissions,
+                   int(res.get("runtime", 60)) * 60.0, parts,
+                   eval_gpu_s, shards, suggested, eval_gpu_s / shards, limit, disk, nfe, nll_nfe, expected.source)
 
 
 def profile_entry(profile: dict, job: dict, profile_name: str) -> dict:

@@ -13,7 +13,6 @@ Exit status: 0 written (missing runs are warned about on stderr and in the READM
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from fmcore.config import ParamsError, jobs, load_params
 from fmcore.report.build import build_report
 from fmcore.report.collect import resolve_tracking_uri
-from fmcore.tracking.base import redact_uri, scrub, tracking_uri
+from fmcore.tracking.base import fail_fast_http, redact_uri, scrub, tracking_uri
 
 __all__ = ["main", "parse_args"]
 
@@ -62,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = parse_args(argv)
     # an unreachable server fails in seconds instead of MLflow's minutes of retries
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    fail_fast_http(10)
     try:
         expected, data_dir, experiment = None, "data/prepared", args.experiment
         if args.params or not args.experiment:

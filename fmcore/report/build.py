@@ -33,7 +33,7 @@ class Report:
         out_dir: the report directory.
         table: Table 1 as written.
         files: every written file.
-        warnings: missing runs (also at the top of the README).
+        warnings: missing runs, failed evaluation parts (also at the top of the README).
         notes: skipped artifacts, ignored or superseded runs.
     """
 
@@ -86,6 +86,11 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
     for (d, m), why in runs.stale.items():
         if (d, m) in table.missing:
             warnings.append(f"{d}/{m}: left empty, its evaluation is stale ({why})")
+    if table.failures:
+        listed = ", ".join(f"{f.dataset}/{f.method} {f.part} [{f.mark}]" for f in table.failures)
+        warnings.append(f"{len(table.failures)} evaluation part(s) failed: {listed} (cells marked "
+                        "`failed [n]`; the reasons are the footnotes under Table 1; re-run "
+                        "`python -m fmcore.evaluate run`)")
     table_md = markdown_table(table, experiment)
     files = [atomic_write_text(out_dir / "table1.csv", format_csv(table.rows))]
     if not table.nats.empty:

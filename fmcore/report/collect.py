@@ -22,6 +22,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from fmcore.report.failures import reasons_from_artifact, reasons_from_tags
 from fmcore.tracking.base import redact_uri
 
 __all__ = [
@@ -92,7 +93,8 @@ class ExperimentRuns:
         evaluations: one row per (dataset, method, seed): the latest finished evaluation run
             (``eval_run_id, train_run_id``, ``seed`` (tag ``fmrepro.seed``, 0 when absent),
             provenance, ``quality_metric``, ``stand_in``,
-            ``EVAL_METRICS`` columns, ``metric_keys``: tuple of every metric it logged).
+            ``EVAL_METRICS`` columns, ``metric_keys``: tuple of every metric it logged,
+            ``failed_reasons``: failed part -> first error line, ``report/failures.py``).
         seen: every (dataset, method) with any training or evaluation run, sorted.
         notes: human-readable remarks (ignored unfinished or superseded runs).
         stale: (dataset, method) -> why its only evaluations were left out (they evaluated an
@@ -185,6 +187,8 @@ def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> t
     evals["stand_in"] = list(_column(sub, "tags.fmrepro.stand_in").astype(str))
     for name in EVAL_METRICS:
         evals[name] = list(pd.to_numeric(_column(sub, f"metrics.{name}", float("nan")), errors="coerce"))
+    tag_cols = [c for c in runs.columns if c.startswith("tags.fmrepro.failed")]
+    evals["failed_reasons"] = [reasons_from_tags({c: row[c] for c in tag_cols}) for _, row in sub.iterrows()]
     metric_cols = [c for c in runs.columns if c.startswith("metrics.")]
     evals["metric_keys"] = [
         tuple(sorted(c[len("metrics."):] for c in metric_cols if pd.notna(row[c])))
@@ -232,6 +236,10 @@ def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
     runs = runs.drop(untagged.index)
     train = _base_frame(runs, "train")
     evaluations, stale = _evaluations(runs, train, notes)
+    for reasons, run_id in zip(evaluations["failed_reasons"], evaluations["eval_run_id"], strict=True):
+        if any(not why for why in reasons.values()):  # a run older than the fmrepro.failed.<part> tags
+            logged = reasons_from_artifact(client, run_id)
+            reasons.update({p: logged.get(p, "") for p, why in reasons.items() if not why})
     pairs = {(d, m) for d, m in zip(train["dataset"], train["method"], strict=True)}
     pairs |= {(d, m) for d, m in zip(*(_base_frame(runs, "evaluate")[c] for c in ("dataset", "method")),
                                      strict=True)}

@@ -21,32 +21,29 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
-from fmcore.report.artifacts import FigureData
 from fmcore.io import atomic_write
+from fmcore.report.artifacts import FigureData
+from fmcore.report.methods import METHOD_LABELS, method_colors, method_label
 
 __all__ = ["FIGURES", "METHOD_LABELS", "draw_figures", "save_figure"]
 
 FIGURES = ("fig4_paths_2d", "fig5_quality_during_training", "fig6_trajectories", "fig7_solver_sweep")
-METHOD_LABELS = {"fm_ot": "FM w/ OT", "fm_vp": "FM w/ Diffusion", "ddpm": "DDPM",
-                 "score_ve": "Score Matching (VE)", "scoreflow": "ScoreFlow",
-                 "rectified_flow": "Rectified flow", "ot_cfm": "OT-CFM (minibatch)"}
-_COLORS = {"fm_ot": "#d62728", "fm_vp": "#1f77b4", "ddpm": "#2ca02c", "score_ve": "#9467bd",
-           "scoreflow": "#8c564b", "rectified_flow": "#ff7f0e", "ot_cfm": "#e377c2"}
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 
 
 def _label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    return method_label(method)
 
 
-def _color(method: str) -> str:
-    return _COLORS.get(method, "#7f7f7f")
+def _colors(data: FigureData) -> dict[str, str]:
+    """Colours of the figure's methods (``report/methods.py``: unknown methods get their own)."""
+    return method_colors(m for _, m in data.order)
 
 
-def _band(ax, hist, method: str) -> None:
+def _band(ax, hist, color: str) -> None:
     """Seed spread (min to max over seeds, ``artifacts.spread``) as a translucent band."""
     if "lo" in hist.columns:
-        ax.fill_between(hist["step"], hist["lo"], hist["hi"], color=_color(method), alpha=0.2, lw=0)
+        ax.fill_between(hist["step"], hist["lo"], hist["hi"], color=color, alpha=0.2, lw=0)
 
 
 def _placeholder(title: str, message: str) -> Figure:
@@ -103,6 +100,7 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
     if not datasets:
         return _placeholder("Fig. 5: quality during training", "no during_training/* metric histories")
     kinds = [k for k in ("quality", "nll") if any(k in h for h in data.during_training.values())]
+    color = _colors(data)
     fig = Figure(figsize=(4.2 * len(datasets), 3.0 * len(kinds)), layout="constrained")
     axes = fig.subplots(len(kinds), len(datasets), squeeze=False)
     for j, dataset in enumerate(datasets):
@@ -111,9 +109,9 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
             for d, method in data.order:
                 hist = data.during_training.get((d, method), {}).get(kind)
                 if d == dataset and hist is not None and not hist.empty:
-                    ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=_color(method),
+                    ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=color[method],
                             label=_label(method))
-                    _band(ax, hist, method)
+                    _band(ax, hist, color[method])
             if not ax.lines:
                 ax.text(0.5, 0.5, f"no {kind} during training\n(evaluate.{dataset}.during_training)",
                         ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
@@ -142,15 +140,16 @@ def _image(x: np.ndarray) -> np.ndarray:
 def _trajectory_block(sub: Figure, data: FigureData, dataset: str) -> None:
     pairs = [p for p in data.order if p[0] == dataset and p in data.trajectories]
     first = data.trajectories[pairs[0]]["x"]
+    color = _colors(data)
     if first.ndim == 3 and first.shape[-1] == 2:
         axes = sub.subplots(1, len(pairs), squeeze=False)[0]
         ends = np.concatenate([data.trajectories[p]["x"][-1] for p in pairs])
         lim = max(1.0, 1.1 * float(np.quantile(np.abs(ends), 0.995)))
         for ax, (_, method) in zip(axes, pairs, strict=True):
             x = data.trajectories[(dataset, method)]["x"]
-            ax.plot(x[:, :, 0], x[:, :, 1], color=_color(method), lw=0.6, alpha=0.6)
+            ax.plot(x[:, :, 0], x[:, :, 1], color=color[method], lw=0.6, alpha=0.6)
             ax.scatter(x[0, :, 0], x[0, :, 1], s=4, c="black", label="x_0 (noise)")
-            ax.scatter(x[-1, :, 0], x[-1, :, 1], s=4, c=_color(method), label="x_1")
+            ax.scatter(x[-1, :, 0], x[-1, :, 1], s=4, c=color[method], label="x_1")
             ax.set_title(_label(method), fontsize=9)
             r = _panel_lim(x.reshape(-1, 2), lim)
             ax.set_xlim(-r, r)
@@ -199,6 +198,7 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
     if not datasets:
         return _placeholder("Fig. 7: solver sweep", "no sweep/<solver>/* metric histories")
     solvers = sorted({s for sw in data.sweep.values() for s in sw})
+    color = _colors(data)
     fig = Figure(figsize=(3.4 * len(solvers) + 1.8, 2.6 * 2 * len(datasets)), layout="constrained")
     axes = fig.subplots(2 * len(datasets), len(solvers), squeeze=False)
     shown_methods: list[str] = []
@@ -212,8 +212,9 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
                 for method in methods:
                     hist = data.sweep[(dataset, method)].get(solver, {}).get(kind)
                     if hist is not None and not hist.empty:
-                        ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=_color(method))
-                        _band(ax, hist, method)
+                        ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=color[method],
+                                label=f"{_label(method)} ({solver})")
+                        _band(ax, hist, color[method])
                 ax.set_xscale("log", base=2)
                 ax.xaxis.set_major_formatter(ScalarFormatter())
                 shown = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
@@ -227,7 +228,7 @@ def fig7_solver_sweep(data: FigureData) -> Figure:
                                                     else metric + ("" if metric == "fid" else " (stand-in)")))
                 ax.set_title(f"{dataset}: {solver}", fontsize=9)
                 ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color=_color(m), label=_label(m)) for m in shown_methods]
+    handles = [Line2D([], [], color=color[m], label=_label(m)) for m in shown_methods]
     if any(n > 1 for n in data.n_seeds.values()):
         handles.append(Line2D([], [], color="0.5", lw=6, alpha=0.3, label="min-max over seeds"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)

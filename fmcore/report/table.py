@@ -3,7 +3,9 @@
 Result columns come only from MLflow evaluation runs; ``paper_*`` columns only from the
 paper's table. 2D datasets have an NLL in nats, not bits/dim: their ``nll_bpd`` stays
 empty and the nats go to a separate table (``NATS_COLUMNS``). A missing evaluation run
-gives a row with empty result cells, never a dropped row.
+gives a row with empty result cells, never a dropped row; a failed evaluation part gives
+cells marked ``failed`` with a footnote (``report/failures.py``), and the CSV's
+``failed_parts`` column names the parts.
 
 Seeds: a (dataset, method) with several evaluated seeds gets the mean over seeds in
 ``nll_bpd``, ``quality``, ``nfe`` (``nll_bpd_se``: the mean of the runs' own standard errors),
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
+from fmcore.report.failures import Failure, failures_of
+
 __all__ = [
     "LOWER_IS_BETTER",
     "NATS_COLUMNS",
@@ -36,7 +40,7 @@ __all__ = [
 TABLE1_COLUMNS = [
     "dataset", "method", "nll_bpd", "nll_bpd_se", "nll_bpd_k1", "quality_metric", "quality", "nfe",
     "nfe_batch", "nfe_ratio_vs_ddpm", "paper_nll_bpd", "paper_fid", "paper_nfe", "mlflow_run_id",
-    "git_commit", "data_hash",
+    "git_commit", "data_hash", "failed_parts",
 ]
 NATS_COLUMNS = ["dataset", "method", "nll_nats", "nll_nats_se", "mlflow_run_id"]
 SEED_METRICS = ("nll_bpd", "quality", "nfe")
@@ -55,6 +59,8 @@ class Table1:
             evaluations report ``nll_nats``.
         missing: expected (dataset, method) pairs with no finished evaluation run.
         stand_ins: quality metric names that are not Inception FID.
+        failures: failed evaluation parts of the used runs, numbered for footnotes
+            (``report/failures.py``); their cells read ``failed`` with the mark.
         seeds: one row per evaluated (dataset, method, seed) (``SEED_COLUMNS``).
     """
 
@@ -62,6 +68,7 @@ class Table1:
     nats: pd.DataFrame
     missing: list[tuple[str, str]]
     stand_ins: list[str]
+    failures: tuple[Failure, ...] = ()
     seeds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SEED_COLUMNS))
 
     @property
@@ -159,6 +166,7 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
             "mlflow_run_id": ";".join(str(r.get("eval_run_id", "")) for r in evs),
             "git_commit": ev.get("git_commit", ""),
             "data_hash": ev.get("data_hash", ""),
+            "failed_parts": ",".join(dict.fromkeys(p for r in evs for p in (r.get("failed_reasons") or {}))),
         }
         if seeded:
             row["n_seeds"] = len(evs)
@@ -180,9 +188,11 @@ def build_table1(expected: list[tuple[str, str]], evaluations: pd.DataFrame, pap
         nfe / ddpm_nfe[d] if d in ddpm_nfe and ddpm_nfe[d] > 0 else math.nan
         for d, nfe in zip(table["dataset"], table["nfe"], strict=True)
     ]
+    # failed parts: numbered per (dataset, method) from the last seed's run (report/failures.py)
+    failures = failures_of(expected, [r for rs in by_pair.values() for r in rs], nats_datasets)
     nats_cols = NATS_COLUMNS[:2] + (["n_seeds"] if seeded else []) + NATS_COLUMNS[2:3] + \
         (["nll_nats_ci95"] if seeded else []) + NATS_COLUMNS[3:]
-    return Table1(table, pd.DataFrame(nats, columns=nats_cols), missing, sorted(stand_ins),
+    return Table1(table, pd.DataFrame(nats, columns=nats_cols), missing, sorted(stand_ins), tuple(failures),
                   pd.DataFrame(per_seed, columns=SEED_COLUMNS))
 
 

@@ -3,7 +3,8 @@
 Numbers use fixed formats (``FORMATS``); ids are shortened to 12 characters (the CSV keeps
 them whole). The best (lowest) value per dataset and column is bold when the column has at
 least two values for that dataset, as in the paper. A caption states where every column
-comes from, that stand-in quality metrics are not FID, and which runs are missing.
+comes from, that stand-in quality metrics are not FID, which runs are missing, and (footnotes)
+why a cell of a failed evaluation part is empty.
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ def _bold_mask(frame: pd.DataFrame, cells: list[list[str]]) -> list[list[bool]]:
     return mask
 
 
+def _failed_marks(frame: pd.DataFrame, cells: list[list[str]], table: Table1) -> None:
+    """Write ``failed`` + footnote mark into the (empty) cells a failed evaluation part left."""
+    rows = {(d, m): i for i, (d, m) in enumerate(zip(frame["dataset"], frame["method"], strict=True))}
+    cols = {c: j for j, c in enumerate(frame.columns)}
+    for f in table.failures:
+        i = rows.get((f.dataset, f.method))
+        for col in f.columns:
+            if i is not None and col in cols and not cells[i][cols[col]]:
+                cells[i][cols[col]] = f"failed [{f.mark}]"
+
+
 def _shown_missing(table: Table1) -> str:
     return ", ".join(f"{d}/{m}" for d, m in table.missing)
 
@@ -89,15 +101,19 @@ def caption(table: Table1, experiment: str) -> list[str]:
         lines.append("Rows with `n_seeds` > 1: `nll_bpd`, `quality`, `nfe` are means over seeds, `*_ci95` the "
                      "half-width of their 95 % t-interval (empty for one seed), `nll_bpd_se` the mean of the "
                      "runs' own standard errors; every seed's values and run ids are in `table1_seeds.csv`.")
+    if table.failures:
+        lines.append("Cells marked `failed [n]`: an evaluation part failed; footnotes:")
+        lines += [f.footnote() for f in table.failures]
     if table.missing:
         lines.append(f"Missing (no finished evaluation run in MLflow; empty cells): {_shown_missing(table)}.")
     lines.append(f"Ids shortened to {_ID_CHARS} characters; full values in `table1.csv`.")
     return lines
 
 
-def _md_rows(frame: pd.DataFrame) -> list[str]:
+def _md_rows(frame: pd.DataFrame, table: Table1) -> list[str]:
     cells = _cells(frame)
     mask = _bold_mask(frame, cells)
+    _failed_marks(frame, cells, table)
     align = ["---:" if c in FORMATS else "---" for c in frame.columns]
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join(align) + "|"]
     for row, bold in zip(cells, mask, strict=True):
@@ -108,10 +124,10 @@ def _md_rows(frame: pd.DataFrame) -> list[str]:
 
 def markdown_table(table: Table1, experiment: str) -> str:
     """Table 1 (and the 2D NLL table in nats, if any) as Markdown."""
-    lines = _md_rows(table.rows) + [""] + caption(table, experiment)
+    lines = _md_rows(table.rows, table) + [""] + caption(table, experiment)
     if not table.nats.empty:
         lines += ["", f"NLL of the 2D dataset(s), in nats per sample (experiment `{experiment}`):", ""]
-        lines += _md_rows(table.nats)
+        lines += _md_rows(table.nats, table)
     return "\n".join(lines) + "\n"
 
 
@@ -124,9 +140,10 @@ def _tex_caption(sentence: str) -> str:
     return "".join(_tex(p) if i % 2 == 0 else r"\texttt{" + _tex(p) + "}" for i, p in enumerate(parts))
 
 
-def _tex_tabular(frame: pd.DataFrame) -> list[str]:
+def _tex_tabular(frame: pd.DataFrame, table: Table1) -> list[str]:
     cells = _cells(frame)
     mask = _bold_mask(frame, cells)
+    _failed_marks(frame, cells, table)
     spec = "".join("r" if c in FORMATS else "l" for c in frame.columns)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(_tex(c) for c in frame.columns) + r" \\", r"\midrule"]
@@ -148,11 +165,11 @@ def latex_table(table: Table1, experiment: str) -> str:
              r"\begin{table}[t]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
              r"\caption{" + " ".join(_tex_caption(s) for s in caption(table, experiment)) + "}",
              rf"\label{{tab:table1-{label}}}"]
-    lines += [r"\resizebox{\textwidth}{!}{%"] + _tex_tabular(table.rows) + ["}", r"\end{table}"]
+    lines += [r"\resizebox{\textwidth}{!}{%"] + _tex_tabular(table.rows, table) + ["}", r"\end{table}"]
     if not table.nats.empty:
         lines += ["", r"\begin{table}[t]", r"\centering", r"\scriptsize",
                   r"\caption{" + _tex_caption(f"NLL of the 2D dataset(s) of experiment `{experiment}`, "
                                               "in nats per sample (lower is better).") + "}",
                   rf"\label{{tab:nll-nats-{label}}}"]
-        lines += _tex_tabular(table.nats) + [r"\end{table}"]
+        lines += _tex_tabular(table.nats, table) + [r"\end{table}"]
     return "\n".join(lines) + "\n"

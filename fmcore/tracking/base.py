@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_URI", "MASK", "check_cluster_store", "flatten_params", "git_commit", "mask_secret_tree",
+__all__ = ["DEFAULT_URI", "MASK", "check_cluster_store", "fail_fast_http", "flatten_params", "git_commit",
+           "mask_secret_tree",
            "mask_secrets", "redact_uri", "scrub", "standard_tags", "tracking_uri"]
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -22,6 +23,14 @@ MASK = "***"
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def fail_fast_http(timeout_s: int) -> None:
+    """Make MLflow's HTTP client fail at once on a down server (no retries) and bound a slow
+    one by ``timeout_s``, unless the user set either variable: MLflow's default retries block
+    for minutes, and callers have their own fallback or back-off."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_s))
 
 
 def standard_tags() -> dict[str, str]:

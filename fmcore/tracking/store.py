@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import fcntl
-import os
 from pathlib import Path
+
+from fmcore.tracking.base import fail_fast_http
 
 __all__ = ["BATCH", "START_KEY", "Store"]
 
@@ -36,8 +37,7 @@ class Store:
             # a slow one: 30 s, since a server catching up after a restart with 32 writers'
             # backlogs answers a 1000-metric batch in >5 s, and a request cut off by the
             # timeout still commits, so each retry added load (docs/faults.md).
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+            fail_fast_http(30)
         from mlflow import MlflowClient
 
         self.uri = uri

@@ -153,6 +153,11 @@ def _attempts(work: Path) -> list[dict]:
     return [dict(zip(head, line.split("\t"))) for line in lines[1:]]
 
 
+def _tsv(work: Path) -> str:
+    """attempts.tsv in full, for a failure message (pytest would cut the rows' repr short)."""
+    return "\n" + (work / ATTEMPTS / "attempts.tsv").read_text()
+
+
 def _scontrol(job_id: str) -> dict[str, str]:
     out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
     return dict(re.findall(r"(\w+)=(\S*)", out.stdout))
@@ -184,13 +189,13 @@ def test_requeue_and_time_limit_resume_bitwise_without_spending_a_retry(tmp_path
     info = _scontrol(job_id)
     rows = _attempts(work)
     ends = [r for r in rows if r["event"] == "end"]
-    assert ends[0]["outcome"] == "preempted" and "SIGTERM" in ends[0]["detail"], rows
-    assert "requeued" in [r["outcome"] for r in ends[1:-1]], rows  # (b) the time-limit warning
-    assert ends[-1]["outcome"] == "finished" and int(ends[-1]["step"]) == steps, rows
+    assert ends[0]["outcome"] == "preempted" and "SIGTERM" in ends[0]["detail"], _tsv(work)
+    assert "requeued" in [r["outcome"] for r in ends[1:-1]], _tsv(work)  # (b) the time-limit warning
+    assert ends[-1]["outcome"] == "finished" and int(ends[-1]["step"]) == steps, _tsv(work)
     # one job id throughout; SLURM's restart count names each incarnation (it may also count a
     # launch SLURM retried itself, so the numbers need not be consecutive)
     restarts = sorted(int(re.fullmatch(rf"slurm{job_id}\.r(\d+)", r["attempt"]).group(1)) for r in ends)
-    assert restarts[0] == 0 and len(set(restarts)) == len(ends) >= 3, rows
+    assert restarts[0] == 0 and len(set(restarts)) == len(ends) >= 3, _tsv(work)
     assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) == restarts[-1], info
     assert info["NodeList"] in ("n[1-2]", "n1,n2"), info  # one rank on each node
 
@@ -240,10 +245,10 @@ def test_a_restarted_controller_never_leaves_two_writers(tmp_path, steps, refere
     # the duplicate took the run directory only after the first job released it
     first_end = next(r for r in rows if r["attempt"] == f"slurm{first_job}.r0" and r["event"] == "end")
     lock = next(r for r in rows if r["attempt"] == f"slurm{dup}.r0" and r["event"] == "lock")
-    assert f"SLURM job {first_job}" in lock["detail"] and lock["time"] >= first_end["time"], rows
-    assert first_end["outcome"] == "finished" and int(first_end["step"]) == steps, rows
+    assert f"SLURM job {first_job}" in lock["detail"] and lock["time"] >= first_end["time"], _tsv(work)
+    assert first_end["outcome"] == "finished" and int(first_end["step"]) == steps, _tsv(work)
     dup_end = next(r for r in rows if r["attempt"] == f"slurm{dup}.r0" and r["event"] == "end")
-    assert dup_end["outcome"] == "finished", rows
+    assert dup_end["outcome"] == "finished", _tsv(work)
     dup_log = (work / ATTEMPTS / f"slurm{dup}.r0.rank0.log").read_text()
     assert "waiting for it to finish" in dup_log and f"at step {steps}/{steps}" in dup_log
     assert _scontrol(first_job)["JobState"] == "COMPLETED" and _scontrol(dup)["JobState"] == "COMPLETED"

@@ -2,6 +2,7 @@
 # paths, wildcard constraints, per-job parameters and resources. Input functions here only
 # read the params; all computing happens in `python -m fmcore.<cli>` (docs/workflow.md).
 import json
+import os
 import re
 import shlex
 import sys
@@ -9,7 +10,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from fmcore.config import ParamsError, load_params, parse_run, resolve_job, runs, validate_params
+from fmcore.config import ParamsError, load_params, parse_run, resolve_job, runs, uses_auto, validate_params
 from fmcore.tracking.base import check_cluster_store, tracking_uri
 
 # The Python running Snakemake (.venv/bin/python): every job uses the same environment.
@@ -35,6 +36,13 @@ config.clear()
 config.update(PARAMS)
 validate(config, schema="../schemas/params.schema.yaml")  # same file as fmcore.config.SCHEMA_PATH
 validate_params(config, source=PARAMS_FILE)
+if uses_auto(PARAMS):  # `runtime: auto` / `shards: auto`: numbers from the cost planner
+    from fmcore.plan.auto import resolve_auto
+
+    try:
+        PARAMS = resolve_auto(PARAMS, source=PARAMS_FILE)
+    except ValueError as err:
+        raise WorkflowError(f"fmrepro: {err}") from None
 
 EXP = PARAMS["experiment"]
 DATA_DIR = PARAMS["data_dir"]
@@ -62,6 +70,16 @@ def raw_input(wildcards):
     return [raw] if raw else []
 
 
+def inception_input(wildcards):
+    """The Inception file of a dataset evaluated with `fid` ([] otherwise), as
+    `fmcore.metrics.fid.resolve_inception_weights` finds it: a missing one fails at planning."""
+    quality = PARAMS["evaluate"][wildcards.dataset]["quality"]
+    if quality["metric"] != "fid":
+        return []
+    path = os.environ.get("FMREPRO_INCEPTION_WEIGHTS") or quality.get("inception_weights")
+    return [path] if path else []
+
+
 def run_job(wc):
     """The resolved config of the run named by the {dataset} and {run} wildcards."""
     method, seed = parse_run(PARAMS, wc.dataset, wc.run)
@@ -75,8 +93,16 @@ def run_args(wc):
 
 
 def job_section(*keys):
-    """Input function: the named sections of one run's resolved config, as JSON."""
-    return lambda wc: as_json({k: run_job(wc)[k] for k in keys})
+    """Input function: the named sections of one run's resolved config, as JSON (a `params:`
+    entry, so a change re-runs the job), less `evaluate.shards`: any shard count gives the
+    same results."""
+
+    def section(wc):
+        job = run_job(wc)
+        job["evaluate"] = {k: v for k, v in job["evaluate"].items() if k != "shards"}
+        return as_json({k: job[k] for k in keys})
+
+    return section
 
 
 onstart:

@@ -24,6 +24,7 @@ rule prepare:
 rule reference:
     input:
         data=rules.prepare.output.data,
+        inception=inception_input,
     output:
         directory(f"{RESULTS}/{{dataset}}/reference"),
     params:

@@ -1,0 +1,129 @@
+"""One job through the canary: a training step, a checkpoint round trip, one batch per evaluation part.
+
+Everything runs through the code the campaign runs: ``train_loop`` (steps = 1, the job's
+precision, Adam, EMA, gradient clipping, ``torch.compile`` if set) writes the real
+``checkpoint.pt``, which ``load_eval_model`` reads back (weights-only loader, header check,
+sha256). Then, on the reloaded field, one batch of each evaluation part at its configured
+size: ``nll`` and ``dt_nll`` (the during-training NLL, whose batch is ``nll_n``): one field
+evaluation with its divergence (exact, or Hutchinson with the configured probes), i.e. one
+NFE of the NLL's augmented ODE; ``sample``: one field evaluation without gradients at
+``quality.batch_size`` (one NFE of dopri5); ``features``: the quality metric's feature
+network on that batch (Inception for ``fid``; an untrained digits CNN for ``fd_digits``, the
+same cost; none for ``w2_2d``). A whole ODE solve is not run: its memory is that of one NFE
+and its time is NFE x that of one (``python -m fmcore.plan`` does that arithmetic).
+
+The batch of a training step is one DDP rank's micro-batch: ``batch_size / micro_batches``
+(``micro_batches`` defaults to the world size ``nodes x tasks_per_node``). ``max_batch``
+caps every batch (the CPU default of the CLI). On CUDA a batch that runs out of memory is
+halved until one fits; the check then names the largest that fits and the
+``micro_batches`` / batch size to set.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from fmcore.canary.checks import (
+    JobCheck,
+    PartCheck,
+    first_line,
+    fit_batch,
+    free_memory,
+    micro_batches_for,
+    rank_batch,
+)
+from fmcore.canary.evaluation import evaluate_parts
+from fmcore.canary.memory import PeakMemory
+from fmcore.canary.synthetic import SyntheticDataset
+
+__all__ = ["JobCheck", "PartCheck", "check_job", "rank_batch"]
+
+
+def _train(job: dict, data: object, device: torch.device, run_dir: Path, check: JobCheck,
+           cap: int) -> Path:
+    from fmcore.models import build_model
+    from fmcore.objectives import build_objective
+    from fmcore.paths import build_path
+    from fmcore.training.loop import train_loop
+
+    world, micro, accum = rank_batch(job)
+    check.world_size, check.accumulation = world, accum
+    part = PartCheck("train", micro, micro)
+    out: dict[str, Path] = {}
+
+    def step(batch: int) -> float:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        tcfg = {**job["train"], "batch_size": batch, "micro_batches": 1, "log_every": 1,
+                "checkpoint_every": 1,
+                "lr_schedule": {**job["train"]["lr_schedule"], "warmup_steps": 0}}  # a 1-step run: no warm-up
+        if isinstance(data, SyntheticDataset):
+            data.length = max(data.length, batch)
+        torch.manual_seed(int(tcfg["seed"]))
+        path = build_path(job["path"])
+        model = build_model(job["model"])
+        start = time.perf_counter()
+        result = train_loop(model=model, objective=build_objective(job["path"], path), dataset=data,
+                            job={**job, "train": tcfg}, run_dir=run_dir, steps=1, device=device,
+                            progress_stream=io.StringIO())
+        check.save_seconds = round(time.perf_counter() - start - result.seconds, 3)
+        out["checkpoint"] = result.checkpoint
+        return result.seconds
+
+    fit_batch(part, step, device, cap)
+    check.parts.append(part)
+    if part.status == "oom":
+        need = micro_batches_for(job, part.batch)
+        check.advice.append(f"train: a micro-batch of {micro} does not fit, {part.batch} does: set "
+                            f"train.{job['dataset']}.micro_batches: {need}" if need else
+                            f"train: only a micro-batch of {part.batch} fits; no valid micro_batches")
+    return out["checkpoint"]
+
+
+def check_job(job: dict, device: torch.device, *, synthetic: bool, workdir: Path, max_batch: int = 0,
+              train_data: object | None = None, test_data: object | None = None) -> JobCheck:
+    """Run the canary on one resolved job (``fmcore.config.resolve_job``); never raises for the job's own
+    failures: they are the returned check's ``error`` (first line).
+
+    Args:
+        job: the resolved job.
+        device: where it runs.
+        synthetic: random data of the dataset's shape instead of the prepared splits.
+        workdir: scratch folder; the job's checkpoint is written under it and removed after.
+        max_batch: cap on every batch (0: none).
+        train_data: the prepared training split (real data; loaded here when None).
+        test_data: the prepared test split (real data; loaded here when None).
+    """
+    from fmcore.plan.profile import sample_shape
+
+    key = f"{job['dataset']}-{job['method']}"
+    check = JobCheck(key, job["dataset"], job["method"], str(device))
+    memory = PeakMemory(device)
+    run_dir = Path(workdir) / key
+    free_memory(device)
+    memory.reset()
+    try:
+        if synthetic:
+            image = job["model"]["arch"] == "unet"
+            train_data = SyntheticDataset(sample_shape(job["model"]), 1, image)
+            test_data = SyntheticDataset(sample_shape(job["model"]), 1, image)
+        elif train_data is None or test_data is None:
+            from fmcore.data import load_split
+
+            train_data = load_split(job["paths"]["data_dir"], "train")
+            test_data = load_split(job["paths"]["data_dir"], "test")
+        checkpoint = _train(job, train_data, device, run_dir, check, max_batch)
+        evaluate_parts(job, checkpoint, test_data, device, check, max_batch, synthetic)
+        check.ok = True
+    except Exception as exc:  # noqa: BLE001 - the canary reports any failure of the job in one line
+        check.error = first_line(exc)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        check.peak_bytes, check.memory_kind = memory.peak_bytes(), memory.kind
+        free_memory(device)
+    check.capped_at = max_batch if max_batch and any(p.wanted > max_batch for p in check.parts) else 0
+    return check
