@@ -63,7 +63,8 @@ def test_calibrate_then_plan_the_smoke_grid(tmp_path, monkeypatch, capsys):
     assert "| **total** | 14 jobs |" in table and "Assumption" not in table
 
 
-def test_paper_grid_plan_with_an_assumed_speedup(tmp_path, capsys):
+def test_paper_grid_plan_with_an_assumed_speedup(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none.db'}")  # not the checkout's store
     params = load_params(REPO / "params" / "paper.yaml")
     models = {model_key(m): {**ENTRY, "dataset": ds, "params": 10**8} for ds, m in params["models"].items()}
     profile = tmp_path / "made-up.json"

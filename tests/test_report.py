@@ -421,3 +421,19 @@ def test_seeds_give_means_intervals_per_seed_csv_and_firm_claims(store: dict, tm
     assert list(fig5_csv.columns) == ["step", "quality", "quality_lo", "quality_hi"]
     assert list(fig5_csv.iloc[1]) == [200, 91.0, 90.0, 92.0]
     assert (rep.out_dir / "fig7_solver_sweep.png").is_file()
+
+
+def test_a_relative_sqlite_uri_reads_the_working_directory_s_store_after_a_chdir(tmp_path, monkeypatch):
+    """MLflow caches one store per URI string: `sqlite:///mlflow.db` opened in one directory must
+    not keep serving that file in another (the report and the planner resolve it first)."""
+    from mlflow import MlflowClient
+
+    from fmcore.report.collect import collect_runs
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        MlflowClient(f"sqlite:///{tmp_path / name / 'mlflow.db'}").create_experiment(f"exp_{name}")
+    monkeypatch.chdir(tmp_path / "a")
+    assert collect_runs("exp_a", "sqlite:///mlflow.db").tracking_uri == "sqlite:///mlflow.db"
+    monkeypatch.chdir(tmp_path / "b")
+    assert collect_runs("exp_b", "sqlite:///mlflow.db").experiment == "exp_b"

@@ -55,7 +55,7 @@ def paper_nfe() -> dict[tuple[str, str], ExpectedNFE]:
 
 def mlflow_nfe(experiment: str) -> dict[tuple[str, str], ExpectedNFE]:
     """Mean NFE of the user's finished evaluations of ``experiment`` (empty if there are none)."""
-    from fmcore.tracking.base import fail_fast_http, tracking_uri
+    from fmcore.tracking.base import absolute_store_uri, fail_fast_http, tracking_uri
 
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
@@ -64,7 +64,7 @@ def mlflow_nfe(experiment: str) -> dict[tuple[str, str], ExpectedNFE]:
     try:
         from mlflow import MlflowClient
 
-        client = MlflowClient(uri)
+        client = MlflowClient(absolute_store_uri(uri))
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             return {}

@@ -20,7 +20,7 @@ from fmcore.report.plot_data import write_plot_data
 from fmcore.report.readme import dvc_data_hashes, render_readme
 from fmcore.report.table import Table1, build_table1, format_csv
 from fmcore.report.table_format import latex_table, markdown_table
-from fmcore.tracking.base import redact_uri
+from fmcore.tracking.base import absolute_store_uri, redact_uri
 
 __all__ = ["Report", "build_report"]
 
@@ -101,14 +101,14 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
     files.append(atomic_write_text(out_dir / "table1.tex", latex_table(table, experiment)))
     if figures:
         with tempfile.TemporaryDirectory(prefix="fmrepro-report-") as tmp:
-            data = gather_figure_data(MlflowClient(tracking_uri), runs.evaluations, expected, Path(tmp))
+            data = gather_figure_data(MlflowClient(absolute_store_uri(tracking_uri)), runs.evaluations, expected, Path(tmp))
         notes += data.notes
         files += draw_figures(data, out_dir)
-        files += write_plot_data(MlflowClient(tracking_uri), data, runs.evaluations, out_dir)
+        files += write_plot_data(MlflowClient(absolute_store_uri(tracking_uri)), data, runs.evaluations, out_dir)
     wanted = set(expected)
     reported = runs.evaluations.loc[[(d, m) in wanted for d, m in zip(
         runs.evaluations["dataset"], runs.evaluations["method"], strict=True)]]
-    comparisons = evaluate_claims(claims, from_mlflow(MlflowClient(tracking_uri), reported))
+    comparisons = evaluate_claims(claims, from_mlflow(MlflowClient(absolute_store_uri(tracking_uri)), reported))
     files += write_claims(claims, comparisons, out_dir, experiment)
     datasets = list(dict.fromkeys(d for d, _ in expected))
     readme = render_readme(experiment=experiment, command=command, tracking_uri=redact_uri(tracking_uri),

@@ -23,7 +23,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from fmcore.report.failures import reasons_from_artifact, reasons_from_tags
-from fmcore.tracking.base import redact_uri
+from fmcore.tracking.base import absolute_store_uri, redact_uri
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -219,11 +219,12 @@ def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
     Raises:
         ReportError: the experiment does not exist in the store.
     """
+    display, tracking_uri = tracking_uri, absolute_store_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
-        raise ReportError(f"{redact_uri(tracking_uri)}: no MLflow experiment named {experiment!r} (known: {known})")
+        raise ReportError(f"{redact_uri(display)}: no MLflow experiment named {experiment!r} (known: {known})")
     with _tracking_uri(tracking_uri):
         runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas")
     if runs.empty:
@@ -244,7 +245,7 @@ def collect_runs(experiment: str, tracking_uri: str) -> ExperimentRuns:
     pairs |= {(d, m) for d, m in zip(*(_base_frame(runs, "evaluate")[c] for c in ("dataset", "method")),
                                      strict=True)}
     seen = tuple(sorted(pairs, key=lambda p: (p[0], _method_key(p[1]))))
-    return ExperimentRuns(experiment, tracking_uri, train, evaluations, seen, tuple(notes), stale)
+    return ExperimentRuns(experiment, display, train, evaluations, seen, tuple(notes), stale)
 
 
 def metric_history(client: MlflowClient, run_id: str, key: str) -> pd.DataFrame:

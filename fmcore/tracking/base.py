@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_URI", "MASK", "check_cluster_store", "fail_fast_http", "flatten_params", "git_commit",
+__all__ = ["DEFAULT_URI", "MASK", "absolute_store_uri", "check_cluster_store", "fail_fast_http", "flatten_params", "git_commit",
            "mask_secret_tree",
            "mask_secrets", "redact_uri", "scrub", "standard_tags", "tracking_uri"]
 
@@ -23,6 +23,15 @@ MASK = "***"
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def absolute_store_uri(uri: str) -> str:
+    """``sqlite:///relative.db`` made absolute (other URIs unchanged). MLflow caches a store per
+    URI string, so a relative one opened in one working directory would keep reading that
+    directory's file after a ``chdir`` in the same process."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
 
 
 def fail_fast_http(timeout_s: int) -> None:
