@@ -354,7 +354,7 @@ def test_runtime_auto_and_shards_auto_come_from_the_planner(tmp_path, monkeypatc
         wc = job["wildcards"]
         if wc.get("dataset") != "cifar10" or job["rule"] not in ("train", "evaluate", "evaluate_shard"):
             continue
-        res = resolve_job(want, "cifar10", wc["method"])["resources"]
+        res = resolve_job(want, "cifar10", wc["run"])["resources"]
         limit = res["runtime"] if job["rule"] == "train" else res["evaluate"]["runtime"]
         assert job["resources"]["runtime"] == str(limit) and isinstance(limit, int), job
     shards = {resolve_job(want, "cifar10", m)["evaluate"]["shards"] for m in ("fm_ot", "ddpm")}

@@ -52,6 +52,7 @@ LOGS = f"logs/{EXP}"
 # Every training run: (dataset, method, seed, run); run = "<method>", or "<method>/seed<k>"
 # when the job has several seeds (fmcore.config.runs). Paths below use {run} for the run dir.
 RUNS = runs(PARAMS)
+GRID = list(PARAMS["jobs"].values())  # the jobs themselves (one per dataset x method)
 
 
 wildcard_constraints:
