@@ -105,9 +105,11 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
         notes += data.notes
         files += draw_figures(data, out_dir)
         files += write_plot_data(MlflowClient(absolute_store_uri(tracking_uri)), data, runs.evaluations, out_dir)
-    wanted = set(expected)
-    reported = runs.evaluations.loc[[(d, m) in wanted for d, m in zip(
-        runs.evaluations["dataset"], runs.evaluations["method"], strict=True)]]
+    rank = {pair: i for i, pair in enumerate(expected)}  # claims in the report's row order
+    ev = runs.evaluations
+    keys = [rank.get((d, m)) for d, m in zip(ev["dataset"], ev["method"], strict=True)]
+    reported = ev.assign(_rank=keys).dropna(subset=["_rank"]).sort_values("_rank", kind="stable")
+    reported = reported.drop(columns="_rank")
     comparisons = evaluate_claims(claims, from_mlflow(MlflowClient(absolute_store_uri(tracking_uri)), reported))
     files += write_claims(claims, comparisons, out_dir, experiment)
     datasets = list(dict.fromkeys(d for d, _ in expected))
