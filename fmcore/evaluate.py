@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--dataset", required=True)
     ref.add_argument("--force", action="store_true", help="recompute even if up to date")
     run.add_argument("--method", required=True)
+    run.add_argument("--seed", type=int, default=None,
+                     help="one of the job's seeds (params 'seeds'; needed when the job has several)")
     run.add_argument("--strict", action="store_true", help="exit 1 if any part's ODE solve failed")
     run.add_argument("--shard", default=None, metavar="s/S",
                      help="compute only shard s (0-based) of S of the per-sample work; merge with a plain run")
@@ -66,22 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         if args.cmd == "reference":
-            from fmcore.config import jobs
+            from fmcore.config import jobs, seeds_of
             from fmcore.evaluation.reference import make_reference
 
             methods = [m for d, m in jobs(params) if d == args.dataset]
             if not methods:
                 raise ValueError(f"{args.params}: no job for dataset {args.dataset!r} under 'jobs'")
-            job = resolve_job(params, args.dataset, methods[0])
+            job = resolve_job(params, args.dataset, methods[0], seed=seeds_of(params, args.dataset, methods[0])[0])
             torch.set_num_threads(int(job["evaluate"].get("num_threads", 1)) or torch.get_num_threads())
             out = make_reference(job, force=args.force)
         else:
             from fmcore.evaluation.runner import evaluate_job, parse_only
 
             only = parse_only(args.only)
-            job = resolve_job(params, args.dataset, args.method)
+            job = resolve_job(params, args.dataset, args.method, seed=args.seed)
             torch.set_num_threads(int(job["evaluate"].get("num_threads", 1)) or torch.get_num_threads())
-            out = evaluate_job(params, args.dataset, args.method, only=only, shard=_shard(args.shard))
+            out = evaluate_job(params, args.dataset, args.method, only=only, shard=_shard(args.shard),
+                               seed=args.seed)
     except (ValueError, OSError) as exc:  # ParamsError, DataError, CheckpointError are ValueErrors
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)

@@ -44,6 +44,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--params", type=Path, default=Path("params/smoke.yaml"), help="experiment params file")
     p.add_argument("--dataset", required=True, help="dataset name (a key of params 'datasets')")
     p.add_argument("--method", required=True, help="method name (a key of params 'methods')")
+    p.add_argument("--seed", type=int, default=None,
+                   help="one of the job's seeds (params 'seeds'; needed when the job has several)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps (optimizer updates)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: from the params)")
     p.add_argument("--force", action="store_true",
@@ -112,7 +114,7 @@ def _run(args: argparse.Namespace, stop: _StopFlag) -> int:
     from fmcore.config import load_params, resolve_job
     from fmcore.training.distributed import read_dist_env
 
-    job = resolve_job(load_params(args.params), args.dataset, args.method)
+    job = resolve_job(load_params(args.params), args.dataset, args.method, seed=args.seed)
     run_dir = args.out or Path(job["paths"]["run_dir"])
     denv = read_dist_env()
     attempt = Attempt(run_dir, rank=denv.rank, attempt_dir=args.attempt_log_dir)
@@ -174,10 +176,11 @@ def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv: DistEnv, at
     tracker = NullTracker()
     if denv.is_main:
         tags = {"fmrepro.stage": "train", "fmrepro.dataset": job["dataset"], "fmrepro.method": job["method"],
+                "fmrepro.seed": str(job["seed"]),
                 "fmrepro.git_commit": git_commit(), "fmrepro.data_hash": dataset_hash(job["paths"]["data_dir"])}
         params = {k: v for k, v in job.items() if k != "paths"}
         params["train"] = {**tcfg, "steps": steps}
-        tracker = start_run(job["experiment"], f"train/{job['dataset']}/{job['method']}", tags=tags,
+        tracker = start_run(job["experiment"], f"train/{job['dataset']}/{job['run']}", tags=tags,
                             params=params, run_id=resume.get("mlflow_run_id") if resume else None,
                             spool_path=run_dir / "mlflow_spool.jsonl")
         # where this attempt runs (the latest attempt's values win on a resumed run)
@@ -221,7 +224,7 @@ def _train(args: argparse.Namespace, job: dict, run_dir: Path, denv: DistEnv, at
                "mlflow_run_id": tracker.run_id,
                "mlflow_pending": not delivered}
     atomic_write_json(run_dir / "train.json", metrics)
-    print(f"done: {job['dataset']}/{job['method']} {result.step} steps, final loss {result.final_loss:.5f}, "
+    print(f"done: {job['dataset']}/{job['run']} {result.step} steps, final loss {result.final_loss:.5f}, "
           f"{result.samples_per_s:.0f} samples/s -> {run_dir}", file=sys.stderr)
     return 0, "finished", result.step
 

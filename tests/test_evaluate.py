@@ -138,6 +138,9 @@ def test_reference_then_run_lands_in_mlflow(workspace: dict, dataset: str, metri
     assert np.isfinite(metrics[nll_key]) and metrics[f"{nll_key}_se"] >= 0 and metrics["nfe"] > 0
     if dataset == "checkerboard":
         assert metrics["nll_nats_true"] == pytest.approx(np.log(32.0))
+    else:  # K = 2 dequantizations: log-mean-exp >= mean of logs, so the K = 1 estimate is never lower
+        assert metrics["nll_bpd_k1"] >= metrics["nll_bpd"] and metrics["nll_bpd_k1_se"] >= 0
+    assert metrics["nfe_batch_size"] == TINY_EVAL[dataset]["quality"]["batch_size"]
     client = mlflow.MlflowClient()
     budgets = TINY_EVAL[dataset]["sweep"]["nfe"]
     for solver in TINY_EVAL[dataset]["sweep"]["solvers"]:

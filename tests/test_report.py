@@ -343,6 +343,86 @@ def test_module_entry_point_one_line_error(tmp_path: Path) -> None:
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
 
 
+def test_claims_written_and_readme_opens_with_verdicts(report) -> None:
+    claims = pd.read_csv(report.out_dir / "claims.csv", keep_default_na=False)
+    row = claims[(claims.claim == "nfe_below_ddpm") & (claims.dataset == "checkerboard")].iloc[0]
+    # one seed per cell: no firm verdict, the point comparison 80 < 160 is reported
+    assert (row.verdict, row.firm, row.point, row.n_seeds) == ("inconclusive", "no", "holds", 1)
+    assert row.values_method == "0:80" and row.values_other == "0:160"
+    fig7 = claims[(claims.claim == "fig7_midpoint_error_low_nfe") & (claims.dataset == "checkerboard")].iloc[0]
+    assert fig7.values_method == "0:0.5"  # midpoint error 2/NFE at the lowest common NFE, 4
+    assert list(dict.fromkeys(claims.dataset)) == ["checkerboard", "digits", "cifar10"]  # report row order
+    readme = (report.out_dir / "README.md").read_text()
+    sections = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Verdict: the paper's claims on these runs"
+    assert "| FM w/ OT needs fewer function evaluations of the adaptive solver than DDPM (`nfe_below_ddpm`) " \
+           "| checkerboard | inconclusive | no | 1 | inconclusive against ddpm | holds |" in readme
+    assert (report.out_dir / "claims.md").read_text().startswith("# Claims of the paper")
+
+
+def test_bad_claims_file_fails_before_the_store(store: dict, tmp_path: Path) -> None:
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("version: 2\nclaims: []\n")
+    with pytest.raises(ValueError, match=r"claims.yaml: (version|claims)"):
+        build_report(EXPERIMENT, store["uri"], tmp_path / "x", expected=EXPECTED, figures=False, claims_path=bad)
+    assert not (tmp_path / "x").exists()
+
+
+def _add_seeded(client: MlflowClient, exp_id: str, method: str, seed: int, start: int,
+                nll: float, quality: float, nfe: float) -> str:
+    base = {"fmrepro.dataset": "digits", "fmrepro.method": method, "fmrepro.seed": str(seed)}
+    train = client.create_run(exp_id, start_time=start, tags={**base, "fmrepro.stage": "train"},
+                              run_name=f"train/digits/{method}/seed{seed}").info.run_id
+    client.set_terminated(train, end_time=start + 1)
+    tags = {**base, "fmrepro.stage": "evaluate", "fmrepro.train_run_id": train,
+            "fmrepro.quality_metric": "fd_digits", "fmrepro.stand_in": "true"}
+    ev = client.create_run(exp_id, start_time=start + 2, tags=tags, run_name=f"eval/digits/{method}/seed{seed}")
+    hist = {"during_training/quality": [(100, quality * 2), (200, quality)]}
+    client.log_batch(ev.info.run_id, metrics=_metrics(
+        {"nll_bpd": nll, "nll_bpd_se": 0.02, "quality": quality, "nfe": nfe, "nfe_batch_size": 128}, hist))
+    client.set_terminated(ev.info.run_id, end_time=start + 3)
+    return ev.info.run_id
+
+
+def test_seeds_give_means_intervals_per_seed_csv_and_firm_claims(store: dict, tmp_path: Path) -> None:
+    client = MlflowClient(store["uri"])
+    exp_id = client.create_experiment("seeded", artifact_location=(tmp_path / "a").as_uri())
+    ids = {}
+    for seed, (a, b) in enumerate([(60.0, 100.0), (62.0, 104.0), (64.0, 99.0)]):
+        ids[("fm_ot", seed)] = _add_seeded(client, exp_id, "fm_ot", seed, 10 + 10 * seed, 6.0 + seed, 40.0, a)
+        ids[("ddpm", seed)] = _add_seeded(client, exp_id, "ddpm", seed, 200 + 10 * seed, 6.5, 90.0 + seed, b)
+    rep = build_report("seeded", store["uri"], tmp_path / "r", expected=[("digits", "fm_ot"), ("digits", "ddpm")])
+    table = pd.read_csv(rep.out_dir / "table1.csv", keep_default_na=False)
+    fm = table[table.method == "fm_ot"].iloc[0]
+    assert list(table.columns[:5]) == ["dataset", "method", "n_seeds", "nll_bpd", "nll_bpd_ci95"]
+    assert fm.n_seeds == 3 and fm.nll_bpd == pytest.approx(7.0) and fm.nfe == pytest.approx(62.0)
+    # t(0.975, 2) * sd / sqrt(3) with sd = 1 (nll 6, 7, 8) and 2 (nfe 60, 62, 64)
+    assert fm.nll_bpd_ci95 == pytest.approx(4.302652729911275 / math.sqrt(3))
+    assert fm.nfe_ci95 == pytest.approx(2 * 4.302652729911275 / math.sqrt(3))
+    assert fm.mlflow_run_id == ";".join(ids[("fm_ot", s)] for s in range(3))
+    assert fm.nfe_batch == 128 and fm.nll_bpd_k1 == ""  # the NFE's evaluation batch; K = 1 not logged
+    seeds = pd.read_csv(rep.out_dir / "table1_seeds.csv", keep_default_na=False)
+    assert len(seeds) == 6 and set(seeds.mlflow_run_id) == set(ids.values())
+    assert list(seeds[seeds.method == "ddpm"].nfe) == [100.0, 104.0, 99.0]
+    md = (rep.out_dir / "table1.md").read_text()
+    assert "`*_ci95` the half-width of their 95 % t-interval" in md and "table1_seeds.csv" in md
+    claims = pd.read_csv(rep.out_dir / "claims.csv", keep_default_na=False)
+    nfe = claims[claims.claim == "nfe_below_ddpm"].iloc[0]
+    assert (nfe.verdict, nfe.firm, nfe.paired, nfe.n_seeds) == ("reproduced", "yes", "yes", 3)
+    quality = claims[(claims.claim == "quality_best") & (claims.other == "ddpm")].iloc[0]
+    assert quality.verdict == "reproduced" and quality.values_other == "0:90;1:91;2:92"
+    fig5 = claims[(claims.claim == "fig5_faster_training") & (claims.other == "ddpm")].iloc[0]
+    # q* = the worse best quality (ddpm's 90 .. 92): fm_ot reaches it at step 100 (80), ddpm at 200
+    assert fig5.verdict == "reproduced" and float(fig5["diff"]) == -100
+    readme = (rep.out_dir / "README.md").read_text()
+    assert "| digits | fm_ot (seed 2) |" in readme
+    # Fig. 5's data: the mean over seeds and the band (ddpm quality 90, 91, 92 at step 200)
+    fig5_csv = pd.read_csv(rep.out_dir / "plots" / "fig5" / "digits_ddpm.csv")
+    assert list(fig5_csv.columns) == ["step", "quality", "quality_lo", "quality_hi"]
+    assert list(fig5_csv.iloc[1]) == [200, 91.0, 90.0, 92.0]
+    assert (rep.out_dir / "fig7_solver_sweep.png").is_file()
+
+
 def test_a_relative_sqlite_uri_reads_the_working_directory_s_store_after_a_chdir(tmp_path, monkeypatch):
     """MLflow caches one store per URI string: `sqlite:///mlflow.db` opened in one directory must
     not keep serving that file in another (the report and the planner resolve it first)."""

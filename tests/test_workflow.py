@@ -33,7 +33,7 @@ def test_default_dry_run_lists_the_smoke_grid():
     jobs = dry_run_jobs(out.stdout + out.stderr)
     counts = Counter(j["rule"] for j in jobs)
     assert counts == {"prepare": 2, "reference": 2, "train": 14, "evaluate": 14, "report": 1, "all": 1}
-    trained = {(j["wildcards"]["dataset"], j["wildcards"]["method"]) for j in jobs if j["rule"] == "train"}
+    trained = {(j["wildcards"]["dataset"], j["wildcards"]["run"]) for j in jobs if j["rule"] == "train"}
     params = load_params(SMOKE)
     assert trained == {(j["dataset"], j["method"]) for j in params["jobs"].values()}
     train = next(j for j in jobs if j["rule"] == "train")
@@ -76,7 +76,7 @@ def test_paper_grid_dry_run_has_the_papers_jobs_and_resources(tmp_path):
     table1 = {"fm_ot", "fm_vp", "ddpm", "score_ve", "scoreflow"}
     expected = {(d, m) for d in ("cifar10", "imagenet32", "imagenet64") for m in table1}
     expected.add(("imagenet128", "fm_ot"))
-    by_job = {(j["wildcards"]["dataset"], j["wildcards"]["method"]): j for j in jobs if j["rule"] == "train"}
+    by_job = {(j["wildcards"]["dataset"], j["wildcards"]["run"]): j for j in jobs if j["rule"] == "train"}
     assert set(by_job) == expected
     layout = {"cifar10": (1, 2), "imagenet32": (1, 4), "imagenet64": (2, 8), "imagenet128": (4, 8)}  # nodes x GPUs
     for (dataset, _), job in by_job.items():
@@ -100,7 +100,7 @@ def test_paper_params_copy_the_paper_setup():
     params = load_params(PAPER)
     for dataset, model in params["models"].items():
         assert model == PAPER_CONFIGS[dataset], dataset
-    table3 = {  # PROTOCOL.md: iterations, effective batch, lr, precision
+    table3 = {  # docs/paper.md (Table 3): iterations, effective batch, lr, precision
         "cifar10": (391000, 256, 5e-4, "fp32"),
         "imagenet32": (250000, 1024, 1e-4, "fp32"),
         "imagenet64": (157000, 2048, 1e-4, "fp16"),
@@ -217,7 +217,8 @@ def test_every_shell_placeholder_is_quoted():
     for cmd in commands:
         assert "python" not in cmd and cmd.count(" -m fmcore.") == 1, cmd
         for field in re.findall(r"\{([^{}]+)\}", cmd):
-            assert field.endswith(":q") or field == "resources.launch", (field, cmd)
+            # run_args: `--method M [--seed K]`, built with shlex.quote (workflow/rules/common.smk)
+            assert field.endswith(":q") or field in ("resources.launch", "params.run_args"), (field, cmd)
 
 
 @pytest.mark.slow
@@ -256,6 +257,27 @@ def test_sharded_evaluation_adds_one_gpu_job_per_shard_and_a_merge(tmp_path):
     for s in range(4):
         assert f"--shard {s}/4" in out.stdout
     assert Counter(j["rule"] for j in jobs)["evaluate"] == 16
+
+
+def test_seeds_multiply_training_and_evaluation_jobs(tmp_path):
+    """`seeds: [0, 1, 2]`: three train and evaluate jobs per grid entry, the seed in run dirs, logs and
+    commands; a job with `seeds: [5]` keeps the run directory of a grid without seeds."""
+    params = load_yaml(SMOKE)
+    params["seeds"] = [0, 1, 2]
+    params["jobs"]["digits-fm_ot"]["seeds"] = [5]
+    path = write_yaml(tmp_path / "seeded.yaml", params)
+    out = snakemake("-n", "-p", "-F", "-d", str(tmp_path), "--configfile", str(path))
+    assert out.returncode == 0, out.stderr + out.stdout
+    jobs = dry_run_jobs(out.stdout + out.stderr)
+    counts = Counter(j["rule"] for j in jobs)
+    assert counts["train"] == counts["evaluate"] == 13 * 3 + 1 and counts["reference"] == 2
+    runs = {(j["wildcards"]["dataset"], j["wildcards"]["run"]) for j in jobs if j["rule"] == "train"}
+    assert ("digits", "ddpm/seed2") in runs and ("digits", "fm_ot") in runs
+    assert ("digits", "fm_ot/seed5") not in runs
+    assert "--dataset digits --method ddpm --seed 2 --attempt-log-dir logs/smoke/train/digits/ddpm/seed2.attempts" \
+        in out.stdout
+    assert "results/smoke/digits/ddpm/seed2/checkpoint.pt" in out.stdout
+    assert "--dataset digits --method fm_ot --attempt-log-dir logs/smoke/train/digits/fm_ot.attempts" in out.stdout
 
 
 def test_canary_target_is_one_short_single_gpu_job_per_dataset(tmp_path):
@@ -332,7 +354,7 @@ def test_runtime_auto_and_shards_auto_come_from_the_planner(tmp_path, monkeypatc
         wc = job["wildcards"]
         if wc.get("dataset") != "cifar10" or job["rule"] not in ("train", "evaluate", "evaluate_shard"):
             continue
-        res = resolve_job(want, "cifar10", wc["method"])["resources"]
+        res = resolve_job(want, "cifar10", wc["run"])["resources"]
         limit = res["runtime"] if job["rule"] == "train" else res["evaluate"]["runtime"]
         assert job["resources"]["runtime"] == str(limit) and isinstance(limit, int), job
     shards = {resolve_job(want, "cifar10", m)["evaluate"]["shards"] for m in ("fm_ot", "ddpm")}

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        from fmcore.config import load_params, resolve_job
+        from fmcore.config import load_params, resolve_job, seeds_of
         from fmcore.evaluation.context import resolve_device
 
         params = load_params(args.params)
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fmrepro-canary-", dir=args.workdir) as tmp:
         for dataset, method in selected:
             print(f"canary {dataset}-{method} on {device} ...", file=sys.stderr, flush=True)
-            checks.append(check_job(resolve_job(params, dataset, method), device, synthetic=args.synthetic,
+            job = resolve_job(params, dataset, method, seed=seeds_of(params, dataset, method)[0])  # one per job
+            checks.append(check_job(job, device, synthetic=args.synthetic,
                                     workdir=Path(tmp), max_batch=cap))
             if not checks[-1].ok:
                 print(f"  FAIL: {checks[-1].error}", file=sys.stderr, flush=True)

@@ -2,7 +2,8 @@
 
 ``load_params`` validates a params file against ``params.schema.yaml`` (JSON Schema in
 YAML, the same file Snakemake's ``validate`` uses) and ``resolve_job`` merges the
-sections that one (dataset, method) training job needs into one plain dict.
+sections that one (dataset, method[, seed]) training run needs into one plain dict;
+``runs`` lists the grid's training runs (jobs x seeds).
 """
 
 from fmcore.config.params import (
@@ -11,7 +12,11 @@ from fmcore.config.params import (
     deep_merge,
     jobs,
     load_params,
+    parse_run,
     resolve_job,
+    run_name,
+    runs,
+    seeds_of,
     uses_auto,
     validate_params,
 )
@@ -22,7 +27,11 @@ __all__ = [
     "deep_merge",
     "jobs",
     "load_params",
+    "parse_run",
     "resolve_job",
+    "run_name",
+    "runs",
+    "seeds_of",
     "uses_auto",
     "validate_params",
 ]

@@ -194,26 +194,87 @@ def jobs(params: dict) -> list[tuple[str, str]]:
     return [(job["dataset"], job["method"]) for job in params["jobs"].values()]
 
 
-def resolve_job(params: dict, dataset: str, method: str) -> dict:
-    """Merge everything one training job needs into one plain dict (docs/CONTRACTS.md).
-
-    Raises:
-        ParamsError: the (dataset, method) pair is not in ``params['jobs']``.
-    """
+def _job(params: dict, dataset: str, method: str) -> dict:
     key = f"{dataset}-{method}"
     if key not in params["jobs"]:
         known = ", ".join(params["jobs"])
         raise ParamsError(f"jobs: no job {key!r} in experiment {params['experiment']!r} (known: {known})")
-    job = params["jobs"][key]
-    run_dir = Path(params["results_dir"]) / params["experiment"] / dataset / method
+    return params["jobs"][key]
+
+
+def seeds_of(params: dict, dataset: str, method: str) -> list[int]:
+    """Training seeds of one job: ``jobs.<key>.seeds``, else the experiment's ``seeds``, else
+    ``[train.<dataset>.seed]`` (with the job's train override): one run per seed.
+
+    Raises:
+        ParamsError: the (dataset, method) pair is not in ``params['jobs']``.
+    """
+    job = _job(params, dataset, method)
+    if "seeds" in job:
+        return list(job["seeds"])
+    if "seeds" in params:
+        return list(params["seeds"])
+    return [int(deep_merge(params["train"][dataset], job.get("train"))["seed"])]
+
+
+def run_name(method: str, seed: int, seeded: bool) -> str:
+    """The run's name below ``<results_dir>/<experiment>/<dataset>/``, in MLflow run names and logs:
+    ``<method>`` for a job with one seed (the layout without seeds), else ``<method>/seed<seed>``."""
+    return f"{method}/seed{seed}" if seeded else method
+
+
+def runs(params: dict) -> list[tuple[str, str, int, str]]:
+    """Every training run of the grid: (dataset, method, seed, run name), jobs in file order, then seeds."""
+    out = []
+    for dataset, method in jobs(params):
+        seeds = seeds_of(params, dataset, method)
+        out += [(dataset, method, s, run_name(method, s, len(seeds) > 1)) for s in seeds]
+    return out
+
+
+def parse_run(params: dict, dataset: str, run: str) -> tuple[str, int | None]:
+    """Invert ``run_name``: ``fm_ot`` -> (fm_ot, None), ``fm_ot/seed2`` -> (fm_ot, 2).
+
+    Raises:
+        ParamsError: no such run in the grid.
+    """
+    for d, method, seed, name in runs(params):
+        if d == dataset and name == run:
+            return method, (seed if "/" in name else None)
+    raise ParamsError(f"jobs: no run {dataset}/{run} in experiment {params['experiment']!r}")
+
+
+def resolve_job(params: dict, dataset: str, method: str, seed: int | None = None) -> dict:
+    """Merge everything one training run needs into one plain dict (docs/CONTRACTS.md).
+
+    ``seed`` picks one of the job's seeds (``seeds_of``); it sets ``train.seed`` and, when the
+    job has several seeds, the run directory ``.../<method>/seed<seed>``. It may be omitted
+    for a job with one seed (then the layout and every value are those of a grid without seeds).
+
+    Raises:
+        ParamsError: the (dataset, method) pair is not in ``params['jobs']``; ``seed`` is not
+            one of the job's seeds, or is missing for a job with several.
+    """
+    key = f"{dataset}-{method}"
+    job = _job(params, dataset, method)
+    seeds = seeds_of(params, dataset, method)
+    if seed is None and len(seeds) > 1:
+        raise ParamsError(f"jobs.{key}: seeds {seeds}: name one (--seed)")
+    if seed is not None and seed not in seeds:
+        raise ParamsError(f"jobs.{key}: seed {seed} is not one of its seeds {seeds}")
+    seed = seeds[0] if seed is None else seed
+    name = run_name(method, seed, len(seeds) > 1)
+    run_dir = Path(params["results_dir"]) / params["experiment"] / dataset / name
     return {
         "experiment": params["experiment"],
         "dataset": dataset,
         "method": method,
+        "seed": seed,
+        "run": name,
         "data": copy.deepcopy(params["datasets"][dataset]),
         "path": deep_merge(params["methods"][method], job.get("path")),
         "model": copy.deepcopy(params["models"][dataset]),
-        "train": deep_merge(params["train"][dataset], job.get("train")),
+        "train": {**deep_merge(params["train"][dataset], job.get("train")), "seed": seed},
         "evaluate": deep_merge(params["evaluate"][dataset], job.get("evaluate")),
         "resources": deep_merge(params["resources"][dataset], job.get("resources")),
         "paths": {

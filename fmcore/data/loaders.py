@@ -6,7 +6,7 @@ Images (uint8 x in {0..255}) are dequantized with uniform noise u ~ U[0, 1) and 
 .. math::  y = 2 \\, \\frac{x + u}{256} - 1,
 
 so the density of y relates to the discrete data by bits/dim = -log p(y) / (d ln 2) + 7
-(PROTOCOL.md). With ``dequantize=False`` the bin centre u = 1/2 is used instead. 2D points
+(docs/paper.md, "Evaluation"). With ``dequantize=False`` the bin centre u = 1/2 is used instead. 2D points
 (float32) are returned as stored.
 """
 

@@ -46,7 +46,8 @@ __all__ = ["make_reference", "reference_dir"]
 
 def reference_dir(job: dict) -> Path:
     """``results/<exp>/<dataset>/reference`` for a resolved job (``fmcore.config.resolve_job``)."""
-    return Path(job["paths"]["run_dir"]).parent / "reference"
+    run = job.get("run", job["method"])  # "<method>" or "<method>/seed<k>": one folder per part
+    return Path(job["paths"]["run_dir"]).parents[run.count("/")] / "reference"
 
 
 def _fresh_2d(job: dict, q: dict) -> dict:

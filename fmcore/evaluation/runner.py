@@ -139,6 +139,7 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
     from fmcore.tracking import git_commit, start_run
 
     tags = {"fmrepro.stage": "evaluate", "fmrepro.dataset": job["dataset"], "fmrepro.method": job["method"],
+            "fmrepro.seed": str(job["seed"]),
             "fmrepro.train_run_id": ctx.model.train_run_id or "unknown",
             "fmrepro.quality_metric": summary["quality_metric"],
             "fmrepro.stand_in": str(summary["stand_in"]).lower(),
@@ -150,7 +151,7 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
             "fmrepro.failed_parts": ",".join(summary["failed"])}  # fmt: skip
     for part, why in summary["failed"].items():  # the report's footnote for the part's empty cells
         tags[f"fmrepro.failed.{part}"] = _first_line(why)
-    tracker = start_run(job["experiment"], f"eval/{job['dataset']}/{job['method']}", tags=tags,
+    tracker = start_run(job["experiment"], f"eval/{job['dataset']}/{job['run']}", tags=tags,
                         params={"evaluate": job["evaluate"]}, parent_run_id=ctx.model.train_run_id,
                         spool_path=ctx.eval_dir / "mlflow_spool.jsonl")  # fmt: skip
     tracker.log_metrics(summary["metrics"], step=0)
@@ -173,7 +174,7 @@ def _log_mlflow(job: dict, ctx: EvalContext, results: dict[str, PartResult], sum
 def evaluate_job(
     params: dict, dataset: str, method: str, only: list[str] | None = None,
     feature_network: FeatureNetwork | None = None, log: Callable[[str], None] = print,
-    shard: tuple[int, int] | None = None,
+    shard: tuple[int, int] | None = None, seed: int | None = None,
 ) -> dict:
     """Evaluate the final checkpoint of one job; returns the content of ``metrics.json``
     (with ``shard=(s, S)``: the content of the shard's marker file; module docstring).
@@ -184,7 +185,7 @@ def evaluate_job(
     """
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise ValueError(f"--shard {shard[0]}/{shard[1]}: expected s/S with 0 <= s < S")
-    job = resolve_job(params, dataset, method)
+    job = resolve_job(params, dataset, method, seed=seed)
     run_dir = Path(job["paths"]["run_dir"])
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.is_file():

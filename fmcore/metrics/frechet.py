@@ -11,7 +11,7 @@ square root by ``scipy.linalg.sqrtm`` (without its deprecated ``disp`` flag), ``
 added to both diagonals when the product is
 singular, and a negligible imaginary part dropped. It is re-implemented here (one small
 function) because ``cleanfid.fid`` imports torchvision, which has no CPU build beside the
-CPU torch (``../shared/ENVIRONMENT.md``). FID is this distance between Inception pool
+CPU torch (the CPU requirements in ``requirements/``). FID is this distance between Inception pool
 features of samples and of the training set; the CPU stand-ins use other features and
 other names (``fd_digits``, ``fd_2d``).
 """

@@ -10,10 +10,12 @@ likelihood of their probability-flow ODE (VE: source N(0, sigma_max^2 I)).
 
 * Images: bits/dim of the uniformly dequantized 8-bit data scaled to [-1, 1],
   ``bpd = -log p(y) / (D ln 2) + 7`` (:func:`fmcore.likelihood.bits_per_dim`), with
-  ``log p`` the K-sample importance-weighted dequantization bound
+  ``log p`` the K-sample importance-weighted dequantization estimate
   ``log (1/K) sum_k p(y_k)``, y_k = 2 (x + u_k) / 256 - 1 (K = ``nll.dequant_samples``,
-  1 by default; the paper uses 50 for CIFAR-10, 10 for ImageNet): an upper bound on the
-  discrete NLL that tightens as K grows.
+  1 by default; the paper uses 50 for CIFAR-10, 10 for ImageNet). With the exact divergence
+  it is an upper bound on the discrete NLL that tightens as K grows; with a Hutchinson
+  divergence (a fresh probe per sample) it is biased low for K > 1 and not a strict bound, so
+  the evaluation also reports the K = 1 estimate (docs/paper.md, "Evaluation").
 * 2D: NLL in nats, and the exact NLL of the data's known density at the same test points
   (checkerboard: log 32 = 3.4657 nats), so the gap to the truth is visible.
 

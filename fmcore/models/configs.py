@@ -1,4 +1,4 @@
-"""Model configurations: the paper's U-Nets (PROTOCOL.md, paper Table 3) and the smoke ones.
+"""Model configurations: the paper's U-Nets (docs/paper.md, paper Table 3) and the smoke ones.
 
 ``PAPER_CONFIGS`` are plain dicts with exactly the ``build_model`` keys, so ``params/paper.yaml``
 can copy them verbatim. ``TINY_DIGITS`` equals ``models.digits`` in ``params/smoke.yaml``

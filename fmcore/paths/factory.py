@@ -26,7 +26,7 @@ _KINDS: dict[str, tuple[type[GaussianPath], tuple[str, ...]]] = {
     "ve": (VEPath, ("sigma_min", "sigma_max", "eps")),
 }
 _NON_PATH_KEYS = ("kind", "objective")
-# Defaults only where ../shared/paper/PROTOCOL.md states the paper's value (eps = 1e-5; VP beta in
+# Defaults only where docs/paper.md records the paper's value (eps = 1e-5; VP beta in
 # [0.1, 20]; VE sigma in [0.01, 50], recalled). sigma_min of the OT path has no paper value: required.
 PATH_DEFAULTS: dict[str, dict[str, float]] = {
     "vp": {"beta_min": 0.1, "beta_max": 20.0, "eps": 1e-5},

@@ -72,7 +72,7 @@ def _table(plans: list, header: list[str]) -> str:
 def _plan(args: argparse.Namespace) -> int:
     import torch
 
-    from fmcore.config import load_params, resolve_job, uses_auto
+    from fmcore.config import load_params, resolve_job, runs, uses_auto
     from fmcore.plan.auto import resolve_auto
     from fmcore.plan.costs import plan_job, profile_entry
     from fmcore.plan.nfe import ExpectedNFE, expected_nfe
@@ -99,8 +99,8 @@ def _plan(args: argparse.Namespace) -> int:
         raise ValueError(f"--safety-factor {safety}: expected >= 1")
     nfe = expected_nfe(params["experiment"])
     plans = []
-    for job_cfg in params["jobs"].values():
-        job = resolve_job(params, job_cfg["dataset"], job_cfg["method"])
+    for dataset, method, seed, _ in runs(params):  # one plan row per training run (jobs x seeds)
+        job = resolve_job(params, dataset, method, seed=seed)
         expected = nfe.get((job["dataset"], job["method"]), ExpectedNFE(args.nfe, args.nfe, "--nfe (assumed)"))
         plans.append(plan_job(job, profile_entry(profile, job, str(path)), expected, speedup=speedup,
                               ddp_efficiency=args.ddp_efficiency, safety_factor=safety))

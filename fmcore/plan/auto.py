@@ -28,7 +28,7 @@ import copy
 import math
 from pathlib import Path
 
-from fmcore.config import ParamsError, deep_merge, resolve_job, uses_auto
+from fmcore.config import ParamsError, deep_merge, resolve_job, seeds_of, uses_auto
 from fmcore.plan.costs import OVERHEAD_MIN, JobPlan, plan_job, profile_entry, shards_needed
 from fmcore.plan.nfe import ExpectedNFE, expected_nfe
 from fmcore.plan.profile import load_profile
@@ -66,7 +66,9 @@ def _job_plan(params: dict, job: dict, plan_cfg: dict, profile: dict, source: st
 def _resolve_job(params: dict, key: str, plan_cfg: dict, profile: dict, source: str) -> dict:
     """The ``resources`` / ``evaluate`` overrides that replace ``auto`` for one job."""
     spec = params["jobs"][key]
-    job = resolve_job(params, spec["dataset"], spec["method"])
+    # resources and evaluate sections are the same for every seed of a job: its first seed's
+    job = resolve_job(params, spec["dataset"], spec["method"],
+                      seed=seeds_of(params, spec["dataset"], spec["method"])[0])
     res, ev = job["resources"], job["evaluate"]
     train_res, eval_res = _stage(res, ""), _stage(res, "evaluate")
     if AUTO not in (train_res.get("runtime"), eval_res.get("runtime"), ev.get("shards")):

@@ -62,7 +62,8 @@ class PlanError(ValueError):
 
 @dataclass
 class JobPlan:
-    """The estimate for one (dataset, method) job; seconds are device seconds unless ``wall``."""
+    """The estimate for one training run (``method`` holds the run name: ``<method>[/seed<k>]``);
+    seconds are device seconds unless ``wall``."""
 
     dataset: str
     method: str
@@ -149,7 +150,8 @@ def plan_job(job: dict, entry: dict, expected: ExpectedNFE, speedup: float = 1.0
     steps, every = int(tr["steps"]), int(dt["every"]) if dt else 0  # disk
     n_snapshots = steps // every - (1 if steps % every == 0 else 0) if dt else 0
     disk = entry["params"] * (2 * STATE_BYTES_PER_PARAM + n_snapshots * WEIGHTS_BYTES_PER_PARAM)
-    return JobPlan(job["dataset"], job["method"], world, train_gpu_s, train_wall_s, train_submissions,
+    # the run's name: "<method>", or "<method>/seed<k>" for a job with several seeds (fmcore.config.runs)
+    return JobPlan(job["dataset"], job.get("run", job["method"]), world, train_gpu_s, train_wall_s, train_submissions,
                    int(res.get("runtime", 60)) * 60.0, parts,
                    eval_gpu_s, shards, suggested, eval_gpu_s / shards, limit, disk, nfe, nll_nfe, expected.source)
 

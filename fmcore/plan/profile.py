@@ -178,12 +178,12 @@ def calibrate(params: dict, device: torch.device, max_batch: int = 0, repeats: i
     Returns:
         The profile file (``<out_dir>/<device_name>.json``), merged with an existing one.
     """
-    from fmcore.config import resolve_job
+    from fmcore.config import resolve_job, seeds_of
 
     path = Path(out_dir) / f"{device_name(device)}.json"
     profile = load_profile(path) if path.is_file() else {"models": {}}
     for dataset, method in dict.fromkeys((j["dataset"], j["method"]) for j in params["jobs"].values()):
-        job = resolve_job(params, dataset, method)
+        job = resolve_job(params, dataset, method, seed=seeds_of(params, dataset, method)[0])
         key = model_key(job["model"])
         if key in profile["models"] and profile["models"][key].get("dataset") == dataset:
             continue  # one measurement per network (methods share it: the same U-Net)

@@ -10,6 +10,9 @@ from mlflow import MlflowClient
 
 from fmcore.io import atomic_write_text
 from fmcore.report.artifacts import gather_figure_data
+from fmcore.report.claims import CLAIMS_PATH, evaluate_claims, load_claims
+from fmcore.report.claims_inputs import from_mlflow
+from fmcore.report.claims_render import verdict_table, write_claims
 from fmcore.report.collect import collect_runs
 from fmcore.report.figures import draw_figures
 from fmcore.report.paper import load_paper_table
@@ -44,7 +47,7 @@ class Report:
 def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
                  expected: list[tuple[str, str]] | None = None, data_dir: str = "data/prepared",
                  dvc_lock: str | Path = "dvc.lock", command: str = "python -m fmcore.report",
-                 figures: bool = True) -> Report:
+                 figures: bool = True, claims_path: str | Path = CLAIMS_PATH) -> Report:
     """Read ``experiment`` from MLflow and write its report into ``out_dir``.
 
     Args:
@@ -60,8 +63,10 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
 
     Raises:
         ReportError: no such store or experiment.
+        ClaimsError: the claims file is invalid.
     """
     out_dir = Path(out_dir)
+    claims = load_claims(claims_path)  # a bad file fails before any store access
     runs = collect_runs(experiment, tracking_uri)
     notes = list(runs.notes)
     if expected is None:
@@ -90,6 +95,8 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
     files = [atomic_write_text(out_dir / "table1.csv", format_csv(table.rows))]
     if not table.nats.empty:
         files.append(atomic_write_text(out_dir / "table1_nll_nats.csv", format_csv(table.nats)))
+    if table.seeded:
+        files.append(atomic_write_text(out_dir / "table1_seeds.csv", format_csv(table.seeds)))
     files.append(atomic_write_text(out_dir / "table1.md", table_md))
     files.append(atomic_write_text(out_dir / "table1.tex", latex_table(table, experiment)))
     if figures:
@@ -98,10 +105,17 @@ def build_report(experiment: str, tracking_uri: str, out_dir: str | Path, *,
         notes += data.notes
         files += draw_figures(data, out_dir)
         files += write_plot_data(MlflowClient(absolute_store_uri(tracking_uri)), data, runs.evaluations, out_dir)
+    rank = {pair: i for i, pair in enumerate(expected)}  # claims in the report's row order
+    ev = runs.evaluations
+    keys = [rank.get((d, m)) for d, m in zip(ev["dataset"], ev["method"], strict=True)]
+    reported = ev.assign(_rank=keys).dropna(subset=["_rank"]).sort_values("_rank", kind="stable")
+    reported = reported.drop(columns="_rank")
+    comparisons = evaluate_claims(claims, from_mlflow(MlflowClient(absolute_store_uri(tracking_uri)), reported))
+    files += write_claims(claims, comparisons, out_dir, experiment)
     datasets = list(dict.fromkeys(d for d, _ in expected))
     readme = render_readme(experiment=experiment, command=command, tracking_uri=redact_uri(tracking_uri),
                            table=table, table_md=table_md, evaluations=runs.evaluations, paper=paper, warnings=warnings,
                            notes=notes, dvc=dvc_data_hashes(Path(dvc_lock), data_dir, datasets),
-                           figures=figures)
+                           figures=figures, verdicts=verdict_table(claims, comparisons))
     files.append(atomic_write_text(out_dir / "README.md", readme))
     return Report(out_dir, table, files, warnings, notes)

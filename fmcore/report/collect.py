@@ -38,8 +38,10 @@ __all__ = [
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+RUN_KEY = ["dataset", "method", "seed"]  # one training run: a job and one of its seeds
 METHOD_ORDER = ("fm_ot", "fm_vp", "ddpm", "score_ve", "scoreflow", "rectified_flow", "ot_cfm")
-EVAL_METRICS = ("nll_bpd", "nll_bpd_se", "nll_nats", "nll_nats_se", "quality", "nfe", "straightness")
+EVAL_METRICS = ("nll_bpd", "nll_bpd_se", "nll_bpd_k1", "nll_nats", "nll_nats_se", "quality", "nfe",
+                "nfe_batch_size", "straightness")
 _PROVENANCE_TAGS = {"git_commit": "fmrepro.git_commit", "data_hash": "fmrepro.data_hash",
                     "host": "fmrepro.host", "device": "fmrepro.device",
                     "checkpoint_sha256": "fmrepro.checkpoint_sha256"}
@@ -88,8 +90,9 @@ class ExperimentRuns:
         experiment: experiment name.
         tracking_uri: where it was read from.
         train: one row per training run (``train_run_id, dataset, method, status``, tags).
-        evaluations: one row per (dataset, method): the latest finished evaluation run
-            (``eval_run_id, train_run_id``, provenance, ``quality_metric``, ``stand_in``,
+        evaluations: one row per (dataset, method, seed): the latest finished evaluation run
+            (``eval_run_id, train_run_id``, ``seed`` (tag ``fmrepro.seed``, 0 when absent),
+            provenance, ``quality_metric``, ``stand_in``,
             ``EVAL_METRICS`` columns, ``metric_keys``: tuple of every metric it logged,
             ``failed_reasons``: failed part -> first error line, ``report/failures.py``).
         seen: every (dataset, method) with any training or evaluation run, sorted.
@@ -129,6 +132,7 @@ def _base_frame(runs: pd.DataFrame, stage: str) -> pd.DataFrame:
         "run_id": sub["run_id"].astype(str),
         "dataset": _column(sub, "tags.fmrepro.dataset").astype(str),
         "method": _column(sub, "tags.fmrepro.method").astype(str),
+        "seed": [int(v) if str(v).isdigit() else 0 for v in _column(sub, "tags.fmrepro.seed", "0")],
         "status": sub["status"].astype(str),
         "start_time": [_iso(t) for t in sub["start_time"]],
         "end_time": [_iso(t) for t in _column(sub, "end_time", None)],
@@ -139,20 +143,24 @@ def _base_frame(runs: pd.DataFrame, stage: str) -> pd.DataFrame:
 
 
 def _current(evals: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, dict]:
-    """Keep the evaluations of each pair's current training run and checkpoint (module docstring)."""
-    latest = train.drop_duplicates(["dataset", "method"], keep="last").set_index(["dataset", "method"])
-    keep, stale = [], {}
+    """Keep the evaluations of each run's current training run and checkpoint (module docstring);
+    a run is a (dataset, method, seed)."""
+    latest = train.drop_duplicates(RUN_KEY, keep="last").set_index(RUN_KEY)
+    keep, stale, current = [], {}, set()
     for row in evals.itertuples():
-        pair = (row.dataset, row.method)
-        if pair not in latest.index:  # no training run recorded (e.g. a store filled by hand): trust it
+        run = (row.dataset, row.method, row.seed)
+        if run not in latest.index:  # no training run recorded (e.g. a store filled by hand): trust it
             keep.append(True)
+            current.add(run)
             continue
-        cur = latest.loc[pair]
+        cur = latest.loc[run]
         same_run = row.train_run_id == cur["run_id"]
         same_file = not (row.checkpoint_sha256 and cur["checkpoint_sha256"]) or \
             row.checkpoint_sha256 == cur["checkpoint_sha256"]
         keep.append(same_run and same_file)
-        if not keep[-1]:
+        if keep[-1]:
+            current.add(run)
+        else:
             why = (f"evaluation run {row.run_id} evaluated training run {row.train_run_id}, but the current "
                    f"training run of {row.dataset}/{row.method} is {cur['run_id']} (status {cur['status']}, "
                    f"started {cur['start_time']}): re-run its evaluation" if not same_run else
@@ -160,11 +168,12 @@ def _current(evals: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> tupl
                    f"training run {cur['run_id']} finished with {cur['checkpoint_sha256'][:12]}: re-run its "
                    "evaluation")
             notes.append(f"stale: {why}")
-            stale[pair] = why
+            stale[run] = why
     evals = evals[keep] if len(evals) else evals
-    for pair in {(d, m) for d, m in zip(evals["dataset"], evals["method"], strict=True)}:
-        stale.pop(pair, None)  # a current evaluation exists as well
-    return evals, stale
+    for run in current:
+        stale.pop(run, None)  # a current evaluation exists as well
+    # keyed by (dataset, method); a stale seed among current ones is reported in the notes
+    return evals, {(d, m): why for (d, m, _), why in stale.items()}
 
 
 def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, dict]:
@@ -189,11 +198,11 @@ def _evaluations(runs: pd.DataFrame, train: pd.DataFrame, notes: list[str]) -> t
         notes.append(f"ignored evaluation run {row.run_id} ({row.dataset}/{row.method}): status {row.status}")
     evals = evals[evals["status"] == "FINISHED"]
     evals, stale = _current(evals, train, notes)
-    superseded = evals[evals.duplicated(["dataset", "method"], keep="last")]
+    superseded = evals[evals.duplicated(RUN_KEY, keep="last")]
     for row in superseded.itertuples():
-        notes.append(f"superseded evaluation run {row.run_id} ({row.dataset}/{row.method}): "
+        notes.append(f"superseded evaluation run {row.run_id} ({row.dataset}/{row.method}, seed {row.seed}): "
                      "a later one is used")
-    evals = evals.drop_duplicates(["dataset", "method"], keep="last")
+    evals = evals.drop_duplicates(RUN_KEY, keep="last")
     evals = evals.rename(columns={"run_id": "eval_run_id"})
     by_id = train.set_index("run_id")
     for col in _PROVENANCE_TAGS:  # the training run is the source of provenance; eval tags are a fallback

@@ -4,8 +4,9 @@
 - Fig. 5 ``fig5_quality_during_training``: quality (and NLL) vs training step per method.
 - Fig. 6 ``fig6_trajectories``: trajectories from the same noise per method (2D: paths
   in the plane; images: one sample along t).
-- Fig. 7 ``fig7_solver_sweep``: error vs NFE and quality vs NFE, one line per method
-  (colour) and fixed-step solver (line style).
+- Fig. 7 ``fig7_solver_sweep``: error vs NFE and quality vs NFE, one panel per solver,
+  one line per method (colour).
+With several seeds, Figs. 5 and 7 draw the mean over seeds and the min-max spread as a band.
 A figure without data says so on its canvas instead of being skipped. Figures are built
 with ``matplotlib.figure.Figure`` (no pyplot state) and saved atomically as PNG and PDF
 with the creation-date/software metadata removed.
@@ -27,7 +28,6 @@ from fmcore.report.methods import METHOD_LABELS, method_colors, method_label
 __all__ = ["FIGURES", "METHOD_LABELS", "draw_figures", "save_figure"]
 
 FIGURES = ("fig4_paths_2d", "fig5_quality_during_training", "fig6_trajectories", "fig7_solver_sweep")
-_SOLVER_STYLES = ("-", "--", ":", "-.")
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
 
 
@@ -38,6 +38,12 @@ def _label(method: str) -> str:
 def _colors(data: FigureData) -> dict[str, str]:
     """Colours of the figure's methods (``report/methods.py``: unknown methods get their own)."""
     return method_colors(m for _, m in data.order)
+
+
+def _band(ax, hist, color: str) -> None:
+    """Seed spread (min to max over seeds, ``artifacts.spread``) as a translucent band."""
+    if "lo" in hist.columns:
+        ax.fill_between(hist["step"], hist["lo"], hist["hi"], color=color, alpha=0.2, lw=0)
 
 
 def _placeholder(title: str, message: str) -> Figure:
@@ -105,6 +111,7 @@ def fig5_quality_during_training(data: FigureData) -> Figure:
                 if d == dataset and hist is not None and not hist.empty:
                     ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=color[method],
                             label=_label(method))
+                    _band(ax, hist, color[method])
             if not ax.lines:
                 ax.text(0.5, 0.5, f"no {kind} during training\n(evaluate.{dataset}.during_training)",
                         ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
@@ -185,41 +192,47 @@ def fig6_trajectories(data: FigureData) -> Figure:
 
 
 def fig7_solver_sweep(data: FigureData) -> Figure:
-    """Rows = datasets; columns = error and quality vs NFE of fixed-step solvers."""
+    """Rows = (dataset, error | quality), columns = fixed-step solvers; one line per method vs NFE
+    (mean over seeds, the seed spread as a band), so a panel holds one line per method only."""
     datasets = list(dict.fromkeys(d for d, m in data.order if (d, m) in data.sweep))
     if not datasets:
         return _placeholder("Fig. 7: solver sweep", "no sweep/<solver>/* metric histories")
     solvers = sorted({s for sw in data.sweep.values() for s in sw})
-    styles = {s: _SOLVER_STYLES[i % len(_SOLVER_STYLES)] for i, s in enumerate(solvers)}
     color = _colors(data)
-    fig = Figure(figsize=(9.0, 3.2 * len(datasets)), layout="constrained")
-    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    fig = Figure(figsize=(3.4 * len(solvers) + 1.8, 2.6 * 2 * len(datasets)), layout="constrained")
+    axes = fig.subplots(2 * len(datasets), len(solvers), squeeze=False)
+    shown_methods: list[str] = []
     for i, dataset in enumerate(datasets):
         methods = [m for d, m in data.order if d == dataset and (d, m) in data.sweep]
-        for j, kind in enumerate(("error", "quality")):
-            ax = axes[i, j]
-            for method in methods:
-                for solver, hist in data.sweep[(dataset, method)].items():
-                    if kind in hist and not hist[kind].empty:
-                        ax.plot(hist[kind]["step"], hist[kind]["value"], ls=styles[solver], marker="o",
-                                ms=3, color=color[method], label=f"{_label(method)} ({solver})")
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            shown = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
-            if kind == "error" and shown and min(shown) > 0:
-                ax.set_yscale("log")
-            else:
-                ax.ticklabel_format(axis="y", useOffset=False)
-            ax.set_xlabel("NFE")
-            metric = data.quality_metric.get(dataset, "quality")
-            ax.set_ylabel("error vs. adaptive solve" if kind == "error"
-                          else metric + ("" if metric == "fid" else " (stand-in)"))
-            ax.set_title(dataset)
-            ax.grid(alpha=0.3)
-        handles = [Line2D([], [], color=color[m], label=_label(m)) for m in methods]
-        handles += [Line2D([], [], color="black", ls=styles[s], label=s) for s in solvers]
-        axes[i, 1].legend(handles=handles, fontsize=7)
-    fig.suptitle("Fig. 7: fixed-step solvers at low NFE")
+        shown_methods += [m for m in methods if m not in shown_methods]
+        metric = data.quality_metric.get(dataset, "quality")
+        for k, kind in enumerate(("error", "quality")):
+            for j, solver in enumerate(solvers):
+                ax = axes[2 * i + k, j]
+                for method in methods:
+                    hist = data.sweep[(dataset, method)].get(solver, {}).get(kind)
+                    if hist is not None and not hist.empty:
+                        ax.plot(hist["step"], hist["value"], marker="o", ms=3, color=color[method],
+                                label=f"{_label(method)} ({solver})")
+                        _band(ax, hist, color[method])
+                ax.set_xscale("log", base=2)
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                shown = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
+                if kind == "error" and shown and min(shown) > 0:
+                    ax.set_yscale("log")
+                else:
+                    ax.ticklabel_format(axis="y", useOffset=False)
+                ax.set_xlabel("NFE")
+                if j == 0:
+                    ax.set_ylabel(f"{dataset}\n" + ("error vs. adaptive solve" if kind == "error"
+                                                    else metric + ("" if metric == "fid" else " (stand-in)")))
+                ax.set_title(f"{dataset}: {solver}", fontsize=9)
+                ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=color[m], label=_label(m)) for m in shown_methods]
+    if any(n > 1 for n in data.n_seeds.values()):
+        handles.append(Line2D([], [], color="0.5", lw=6, alpha=0.3, label="min-max over seeds"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+    fig.suptitle("Fig. 7: fixed-step solvers at low NFE (columns: solver)")
     return fig
 
 

@@ -7,6 +7,9 @@ top-level ``plots:`` declares (x and y columns as named here):
 - ``fig5/<dataset>_<method>.csv``: ``step, quality, nll`` (quality and NLL during training);
 - ``fig7/<dataset>_<method>_<solver>.csv``: ``nfe, quality, error`` (the solver sweep).
 
+With several seeds each value is the mean over seeds, followed by ``<column>_lo`` and
+``<column>_hi`` (minimum and maximum over seeds; ``artifacts.spread``).
+
 The values are the metric histories the figures are drawn from (never resampled).
 """
 
@@ -30,7 +33,8 @@ def _merge(frames: dict[str, pd.DataFrame], x: str) -> pd.DataFrame:
     """Outer-join ``step, value`` frames on step into one frame with a column per name."""
     out: pd.DataFrame | None = None
     for name, frame in frames.items():
-        f = frame.rename(columns={"step": x, "value": name})
+        # several seeds: the mean plus the band (<name>_lo, <name>_hi); one seed: the values alone
+        f = frame.rename(columns={"step": x, "value": name, "lo": f"{name}_lo", "hi": f"{name}_hi"})
         out = f if out is None else out.merge(f, on=x, how="outer")
     return out.sort_values(x).reset_index(drop=True)
 

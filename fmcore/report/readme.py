@@ -53,28 +53,36 @@ def dvc_data_hashes(lock_path: Path, data_dir: str, datasets: list[str]) -> dict
 
 
 def _provenance(evaluations: pd.DataFrame, table: Table1, dvc: dict[str, str]) -> list[str]:
-    by_pair = {(r["dataset"], r["method"]): r for r in evaluations.to_dict("records")}
+    by_pair: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(evaluations.to_dict("records"), key=lambda r: int(r.get("seed", 0) or 0)):
+        by_pair.setdefault((r["dataset"], r["method"]), []).append(r)
     lines = ["| dataset | method | evaluation run | training run | git commit | data hash "
              "(manifest sha256) | DVC md5 | evaluated (UTC) | host | device |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for dataset, method in zip(table.rows["dataset"], table.rows["method"], strict=True):
-        ev = by_pair.get((dataset, method))
-        if ev is None:
+        evs = by_pair.get((dataset, method))
+        if not evs:
             lines.append(f"| {dataset} | {method} | **missing** | | | | {dvc.get(dataset, '')} | | | |")
             continue
-        cells = [dataset, method, f"`{ev['eval_run_id']}`",
-                 f"`{ev['train_run_id']}`" if ev["train_run_id"] else "",
-                 f"`{ev['git_commit']}`" if ev["git_commit"] else "not recorded",
-                 f"`{ev['data_hash']}`" if ev["data_hash"] else "not recorded",
-                 dvc.get(dataset, ""), ev["end_time"] or ev["start_time"],
-                 ev["host"] or "not recorded", ev["device"] or "not recorded"]
-        lines.append("| " + " | ".join(cells) + " |")
+        for ev in evs:
+            shown = f"{method} (seed {ev.get('seed', 0)})" if table.seeded else method
+            lines.append(_provenance_row(dataset, shown, ev, dvc))
     return lines
+
+
+def _provenance_row(dataset: str, method: str, ev: dict, dvc: dict[str, str]) -> str:
+    cells = [dataset, method, f"`{ev['eval_run_id']}`",
+             f"`{ev['train_run_id']}`" if ev["train_run_id"] else "",
+             f"`{ev['git_commit']}`" if ev["git_commit"] else "not recorded",
+             f"`{ev['data_hash']}`" if ev["data_hash"] else "not recorded",
+             dvc.get(dataset, ""), ev["end_time"] or ev["start_time"],
+             ev["host"] or "not recorded", ev["device"] or "not recorded"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def render_readme(*, experiment: str, command: str, tracking_uri: str, table: Table1, table_md: str,
                   evaluations: pd.DataFrame, paper: pd.DataFrame, warnings: list[str], notes: list[str],
-                  dvc: dict[str, str], figures: bool = True) -> str:
+                  dvc: dict[str, str], figures: bool = True, verdicts: list[str] | None = None) -> str:
     """The report's README.md text.
 
     Args:
@@ -89,12 +97,16 @@ def render_readme(*, experiment: str, command: str, tracking_uri: str, table: Ta
         notes: shown at the end (skipped artifacts, superseded runs).
         dvc: dataset -> DVC md5 of its prepared data.
         figures: embed Figures 4-7 (False: say they were not drawn).
+        verdicts: the claims' verdict table (``claims_render.verdict_table``), shown first.
     """
     lines = [f"# Report: experiment `{experiment}`", "",
              f"Generated from the MLflow store `{tracking_uri}` by `{command}`. Do not edit by hand; "
              "every number below is read from MLflow (result columns) or from the paper's Table 1 "
              "(`paper_*` columns).", ""]
     lines += [f"> **Warning:** {w}" for w in warnings] + ([""] if warnings else [])
+    if verdicts:
+        lines += ["## Verdict: the paper's claims on these runs", ""] + verdicts + [
+            "", "Rule, intervals and per-seed values: [claims.md](claims.md), [claims.csv](claims.csv).", ""]
     lines += ["## Table 1", "", table_md.rstrip("\n"), "",
               "Files: [table1.csv](table1.csv), [table1.md](table1.md), [table1.tex](table1.tex) "
               "(booktabs).", ""]

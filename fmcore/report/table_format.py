@@ -20,6 +20,8 @@ __all__ = ["FORMATS", "caption", "latex_table", "markdown_table"]
 FORMATS = {
     "nll_bpd": ".3f", "nll_bpd_se": ".3f", "quality": ".3f", "nfe": ".1f", "nfe_ratio_vs_ddpm": ".2f",
     "paper_nll_bpd": ".2f", "paper_fid": ".2f", "paper_nfe": ".0f", "nll_nats": ".3f", "nll_nats_se": ".3f",
+    "nll_bpd_k1": ".3f", "nfe_batch": ".0f",
+    "nll_bpd_ci95": ".3f", "quality_ci95": ".3f", "nfe_ci95": ".1f", "nll_nats_ci95": ".3f",
 }
 _IDS = ("mlflow_run_id", "git_commit", "data_hash")
 _ID_CHARS = 12
@@ -36,7 +38,7 @@ def _cells(frame: pd.DataFrame) -> list[list[str]]:
             if col in FORMATS:
                 cells.append("" if value is None or math.isnan(value) else format(value, FORMATS[col]))
             elif col in _IDS:
-                cells.append(str(value)[:_ID_CHARS])
+                cells.append(";".join(v[:_ID_CHARS] for v in str(value).split(";")))  # one per seed
             else:
                 cells.append(str(value))
         out.append(cells)
@@ -91,6 +93,14 @@ def caption(table: Table1, experiment: str) -> list[str]:
         two_d = ", ".join(dict.fromkeys(table.nats["dataset"]))
         lines.append(f"`nll_bpd` is empty for the 2D dataset(s) {two_d}: their NLL is in nats "
                      "(second table), not bits/dim.")
+    lines.append("`nfe`: mean dopri5 evaluations per sample batch of `nfe_batch` samples (the adaptive "
+                 "step is shared by a batch, so NFE depends on it). `nll_bpd_k1`: the one-sample "
+                 "dequantization estimate beside `nll_bpd`'s K-sample one (empty when K = 1); with a "
+                 "Hutchinson divergence the K-sample estimate is not a strict bound (docs/paper.md).")
+    if table.seeded:
+        lines.append("Rows with `n_seeds` > 1: `nll_bpd`, `quality`, `nfe` are means over seeds, `*_ci95` the "
+                     "half-width of their 95 % t-interval (empty for one seed), `nll_bpd_se` the mean of the "
+                     "runs' own standard errors; every seed's values and run ids are in `table1_seeds.csv`.")
     if table.failures:
         lines.append("Cells marked `failed [n]`: an evaluation part failed; footnotes:")
         lines += [f.footnote() for f in table.failures]

@@ -1,4 +1,4 @@
-"""Learning-rate schedules of the paper (PROTOCOL.md, Table 3): polynomial decay with linear
+"""Learning-rate schedules of the paper (docs/paper.md, Table 3): polynomial decay with linear
 warmup, and constant.
 
 Polynomial decay with warmup, for optimizer update ``s`` (0-based) of ``T`` in total:

@@ -3,12 +3,14 @@
 # read the params; all computing happens in `python -m fmcore.<cli>` (docs/workflow.md).
 import json
 import os
+import re
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from fmcore.config import ParamsError, load_params, resolve_job, uses_auto, validate_params
+from fmcore.config import ParamsError, load_params, parse_run, resolve_job, runs, uses_auto, validate_params
 from fmcore.tracking.base import check_cluster_store, tracking_uri
 
 # The Python running Snakemake (.venv/bin/python): every job uses the same environment.
@@ -47,12 +49,15 @@ DATA_DIR = PARAMS["data_dir"]
 RESULTS = f"{PARAMS['results_dir']}/{EXP}"
 REPORTS = f"reports/{EXP}"
 LOGS = f"logs/{EXP}"
-GRID = list(PARAMS["jobs"].values())
+# Every training run: (dataset, method, seed, run); run = "<method>", or "<method>/seed<k>"
+# when the job has several seeds (fmcore.config.runs). Paths below use {run} for the run dir.
+RUNS = runs(PARAMS)
+GRID = list(PARAMS["jobs"].values())  # the jobs themselves (one per dataset x method)
 
 
 wildcard_constraints:
     dataset="|".join(PARAMS["datasets"]),
-    method="|".join(PARAMS["methods"]),
+    run="(" + "|".join(map(re.escape, PARAMS["methods"])) + r")(/seed\d+)?",
 
 
 def as_json(value):
@@ -76,13 +81,25 @@ def inception_input(wildcards):
     return [path] if path else []
 
 
+def run_job(wc):
+    """The resolved config of the run named by the {dataset} and {run} wildcards."""
+    method, seed = parse_run(PARAMS, wc.dataset, wc.run)
+    return resolve_job(PARAMS, wc.dataset, method, seed=seed)
+
+
+def run_args(wc):
+    """`--method M` (+ `--seed K` when the job has several seeds) for the CLIs."""
+    method, seed = parse_run(PARAMS, wc.dataset, wc.run)
+    return f"--method {shlex.quote(method)}" + ("" if seed is None else f" --seed {seed}")
+
+
 def job_section(*keys):
-    """Input function: the named sections of one job's resolved config, as JSON (a `params:`
+    """Input function: the named sections of one run's resolved config, as JSON (a `params:`
     entry, so a change re-runs the job), less `evaluate.shards`: any shard count gives the
     same results."""
 
     def section(wc):
-        job = resolve_job(PARAMS, wc.dataset, wc.method)
+        job = run_job(wc)
         job["evaluate"] = {k: v for k, v in job["evaluate"].items() if k != "shards"}
         return as_json({k: job[k] for k in keys})
 

@@ -7,7 +7,7 @@
 
 def shards_of(wildcards):
     """`evaluate.<dataset>.shards` of the job (1 = no shard jobs)."""
-    return int(resolve_job(PARAMS, wildcards.dataset, wildcards.method)["evaluate"].get("shards", 1))
+    return int(run_job(wildcards)["evaluate"].get("shards", 1))
 
 
 def shard_markers(wildcards):
@@ -15,7 +15,7 @@ def shard_markers(wildcards):
     n = shards_of(wildcards)
     if n <= 1:
         return []
-    return [f"{RESULTS}/{wildcards.dataset}/{wildcards.method}/eval/shards/shard_{i}_of_{n}.json"
+    return [f"{RESULTS}/{wildcards.dataset}/{wildcards.run}/eval/shards/shard_{i}_of_{n}.json"
             for i in range(n)]
 
 
@@ -25,21 +25,22 @@ rule evaluate_shard:
         train=rules.train.output.metrics,
         reference=rules.reference.output[0],
     output:
-        f"{RESULTS}/{{dataset}}/{{method}}/eval/shards/shard_{{shard}}_of_{{shards}}.json",
+        f"{RESULTS}/{{dataset}}/{{run}}/eval/shards/shard_{{shard}}_of_{{shards}}.json",
     wildcard_constraints:
         shard=r"\d+",
         shards=r"\d+",
     params:
         evaluate=job_section("evaluate"),
+        run_args=run_args,
     log:
-        f"{LOGS}/evaluate/{{dataset}}/{{method}}.shard_{{shard}}_of_{{shards}}.log",
+        f"{LOGS}/evaluate/{{dataset}}/{{run}}.shard_{{shard}}_of_{{shards}}.log",
     threads: threads_of("evaluate")
     resources:
         **resources_of("evaluate"),
     retries: 2  # a shard resumes per batch from the cache
     shell:
         "{PY:q} -m fmcore.evaluate run --params {PARAMS_FILE:q}"
-        " --dataset {wildcards.dataset:q} --method {wildcards.method:q}"
+        " --dataset {wildcards.dataset:q} {params.run_args}"
         " --shard {wildcards.shard:q}/{wildcards.shards:q} > {log:q} 2>&1"
 
 
@@ -50,15 +51,16 @@ rule evaluate:
         reference=rules.reference.output[0],
         shards=shard_markers,
     output:
-        metrics=f"{RESULTS}/{{dataset}}/{{method}}/eval/metrics.json",
+        metrics=f"{RESULTS}/{{dataset}}/{{run}}/eval/metrics.json",
     params:
         evaluate=job_section("evaluate"),
+        run_args=run_args,
     log:
-        f"{LOGS}/evaluate/{{dataset}}/{{method}}.log",
+        f"{LOGS}/evaluate/{{dataset}}/{{run}}.log",
     threads: threads_of("evaluate")
     resources:
         **resources_of("evaluate"),
     retries: 2  # an evaluation resumes per batch from its cache
     shell:
         "{PY:q} -m fmcore.evaluate run --params {PARAMS_FILE:q}"
-        " --dataset {wildcards.dataset:q} --method {wildcards.method:q} > {log:q} 2>&1"
+        " --dataset {wildcards.dataset:q} {params.run_args} > {log:q} 2>&1"

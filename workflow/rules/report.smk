@@ -19,8 +19,8 @@ rule report:
         metrics=expand(
             rules.evaluate.output.metrics,
             zip,
-            dataset=[job["dataset"] for job in GRID],
-            method=[job["method"] for job in GRID],
+            dataset=[dataset for dataset, _, _, _ in RUNS],
+            run=[run for _, _, _, run in RUNS],
         ),
     output:
         table=report(

@@ -15,8 +15,8 @@ RESOURCE_DEFAULTS = {
 def stage_resources(stage, wildcards):
     """params `resources:` of the dataset (+ job overrides, + the stage's overrides)."""
     base = PARAMS["resources"][wildcards.dataset]
-    if "method" in wildcards.keys():
-        base = resolve_job(PARAMS, wildcards.dataset, wildcards.method)["resources"]
+    if "run" in wildcards.keys():
+        base = run_job(wildcards)["resources"]
     res = deep_merge(RESOURCE_DEFAULTS, base)
     res = deep_merge(res, base.get(stage))
     res["tasks_per_node"] = res.get("tasks_per_node") or max(res["gpus_per_node"], 1)
