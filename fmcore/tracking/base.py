@@ -145,7 +145,10 @@ def scrub(text: str, uri: str) -> str:
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """``git rev-parse HEAD`` of the working tree, or ``"unknown"`` outside a git checkout."""
+    """``git rev-parse HEAD`` of the checkout holding ``cwd`` (default: the one this code runs
+    from, so a run started in a working directory outside it still records the code's commit),
+    or ``"unknown"`` outside a git checkout (e.g. an installed wheel)."""
+    cwd = Path(__file__).resolve().parent if cwd is None else cwd
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              timeout=10, check=True)
