@@ -84,6 +84,6 @@ def test_changing_one_jobs_lr_reruns_only_that_job(smoke_run):
         path.write_text(original)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
-    jobs = [(j["rule"], j["wildcards"].get("method")) for j in dry_run_jobs(text)]
+    jobs = [(j["rule"], j["wildcards"].get("run")) for j in dry_run_jobs(text)]  # {run}: <method>[/seed<k>]
     assert sorted(jobs, key=str) == sorted(
         [("train", "fm_vp"), ("evaluate", "fm_vp"), ("report", None), ("all", None)], key=str)

@@ -25,6 +25,8 @@ from fmcore.tracking.store import BATCH, Store
 
 __all__ = ["NullTracker", "Tracker", "flush_spool", "start_run"]
 
+CLOSE_TRIES = 3  # delivery attempts at close() before records are left in the spool
+
 
 class Tracker:
     """One MLflow run, logged asynchronously with an on-disk spool (see module docstring).
@@ -55,6 +57,7 @@ class Tracker:
         self._retry_s, self._max_retry_s, self._interval_s = retry_s, max_retry_s, interval_s
         self._quiet, self._warned = quiet, False
         self._failures = 0  # delivery attempts that failed (flush() watches it)
+        self._close_deadline = float("inf")  # set by close(): retries at closing stop there
         self._store: Store | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self._thread: threading.Thread | None = None
@@ -143,6 +146,7 @@ class Tracker:
         Returns True when nothing is left in the spool.
         """
         self._put({"op": "end", "status": status})
+        self._close_deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -182,7 +186,7 @@ class Tracker:
             print(msg, file=sys.stderr, flush=True)
 
     def _work(self) -> None:
-        delay = self._retry_s
+        delay, closing_tries = self._retry_s, 0
         while True:
             # Deliver in batches every ``interval_s`` (or at once on flush/close); after a
             # failure, back off.
@@ -195,7 +199,10 @@ class Tracker:
                 if stopping:
                     return
             else:
-                if stopping:
+                # closing: a few quick retries (a store busy with many writers refuses now and
+                # then), never past close()'s timeout; a store that stays down leaves the spool
+                closing_tries += stopping
+                if stopping and (closing_tries >= CLOSE_TRIES or time.monotonic() + delay >= self._close_deadline):
                     return
                 delay = min(delay * 2, self._max_retry_s)
 
