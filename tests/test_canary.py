@@ -46,6 +46,37 @@ def test_smoke_jobs_pass_with_times_memory_and_the_cpu_cap(capsys) -> None:
     assert digits["features"]["status"] == "ok" and digits["features"]["seconds"] is not None
 
 
+def test_jobs_of_one_network_share_its_build_and_checkpoint_round_trip(capsys, monkeypatch) -> None:
+    """The methods of a dataset train one shared network; only the first writes and reloads the
+    checkpoint, the others evaluate it through their own path; another dataset starts afresh."""
+    import fmcore.evaluation.model as eval_model
+
+    torch.set_num_threads(1)
+    paths = []
+    real = eval_model.field_of
+    monkeypatch.setattr(eval_model, "field_of", lambda m, cfg: paths.append(cfg["kind"]) or real(m, cfg))
+    rc, out = _json(capsys, ["--params", SMOKE, "--synthetic", "--device", "cpu",
+                             "--jobs", "checkerboard-fm_ot,checkerboard-ddpm,checkerboard-score_ve,digits-fm_ot"])
+    assert rc == 0
+    jobs = {j["key"]: j for j in out["jobs"]}
+    first, ddpm, ve, digits = (jobs[k] for k in ("checkerboard-fm_ot", "checkerboard-ddpm",
+                                                  "checkerboard-score_ve", "digits-fm_ot"))
+    for own in (first, digits):  # a round trip of its own
+        assert own["shared_with"] == "" and own["save_seconds"] >= 0 and own["load_seconds"] > 0
+    for repeat in (ddpm, ve):
+        assert repeat["ok"] and repeat["shared_with"] == "checkerboard-fm_ot"
+        assert repeat["save_seconds"] is None and repeat["load_seconds"] is None
+        assert repeat["checkpoint_bytes"] == first["checkpoint_bytes"] > 10_000
+        assert all(p["seconds"] for p in repeat["parts"] if p["name"] in ("train", "nll", "sample"))
+    # the repeats read the shared network through their own paths (vp for ddpm, ve for score_ve);
+    # the round trips go through load_eval_model (cond_ot, cond_ot), which calls field_of too
+    assert paths == ["cond_ot", "vp", "ve", "cond_ot"]
+    main(["--params", SMOKE, "--synthetic", "--device", "cpu", "--jobs", "checkerboard-fm_ot,checkerboard-ddpm"])
+    table = capsys.readouterr().out
+    row = next(ln for ln in table.splitlines() if ln.startswith("checkerboard-ddpm"))
+    assert "= checkerboard-fm_ot" in row and "the methods of a network share it" in table
+
+
 def test_table_and_a_failing_job(tmp_path: Path, capsys) -> None:
     """A job that cannot train is one FAIL row with its first error line; the others still run."""
     p = yaml.safe_load(Path(SMOKE).read_text())

@@ -87,3 +87,47 @@ def test_claims_experiment_has_the_grid_and_the_parts_the_claims_read():
     header = path.read_text().split("\nexperiment:")[0]
     assert "WALL TIME, MEASURED:" in header and "docs/example_report/claims/" in header  # measured, not estimated
     assert (REPO / "docs" / "example_report" / "claims" / "claims.md").is_file()
+
+
+@pytest.mark.parametrize("name", ["smoke", "claims", "paper"])
+def test_shipped_dvc_runs_files_match_their_params(name):
+    """dvc.yaml reads params/dvc/<name>.runs.yaml: each committed one lists exactly its params' runs."""
+    from fmcore.config.dvc_runs import check_runs_file
+
+    params_path = REPO / "params" / f"{name}.yaml"
+    assert check_runs_file(load_params(params_path), params_path) == REPO / "params" / "dvc" / f"{name}.runs.yaml"
+
+
+def test_dvc_runs_keys_args_and_stale_files(tmp_path, capsys):
+    """One seed: the job key and no --seed (the layout without seeds); several: <job>-seed<k>. A
+    stale file names the first difference and the command that regenerates it (exit 2)."""
+    import yaml
+
+    from fmcore.config.__main__ import main
+    from fmcore.config.dvc_runs import dvc_runs
+
+    one = dvc_runs(SMOKE)
+    assert list(one)[:2] == ["checkerboard-fm_ot", "checkerboard-fm_vp"] and len(one) == 14
+    assert one["digits-ddpm"] == {"job": "digits-ddpm", "dataset": "digits", "method": "ddpm", "run": "ddpm",
+                                  "seed_arg": ""}
+    params = _with(lambda p: (p.update(seeds=[0, 1]), p["jobs"]["digits-ddpm"].update(seeds=[7])))
+    many = dvc_runs(params)
+    assert many["digits-fm_ot-seed1"] == {"job": "digits-fm_ot", "dataset": "digits", "method": "fm_ot",
+                                          "run": "fm_ot/seed1", "seed_arg": " --seed 1"}
+    assert many["digits-ddpm"]["seed_arg"] == "" and len(many) == 2 * 13 + 1
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    src = str(tmp_path / "p.yaml")
+    assert main(["dvc-runs", "--params", src]) == 0 and (tmp_path / "dvc" / "p.runs.yaml").is_file()
+    assert main(["dvc-runs", "--params", src, "--check"]) == 0
+    fewer_jobs = {k: v for k, v in params["jobs"].items() if k != "checkerboard-fm_ot"}
+    for edit, what in (({"seeds": [0, 1, 2]}, "missing run 'checkerboard-fm_ot-seed2'"),
+                       ({"seeds": [0]}, "missing run 'checkerboard-fm_ot'"),  # one seed: the job key
+                       ({"jobs": fewer_jobs}, "run 'checkerboard-fm_ot-seed0' is no longer in the grid")):
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump({**params, **edit}, sort_keys=False))
+        capsys.readouterr()
+        assert main(["dvc-runs", "--params", src, "--check"]) == 2
+        err = capsys.readouterr().err
+        assert f"stale for {src} ({what}); run `python -m fmcore.config dvc-runs --params {src}`" in err, err
+    (tmp_path / "dvc" / "p.runs.yaml").write_bytes(b"\xff\xfe")
+    assert main(["dvc-runs", "--params", src, "--check"]) == 2
+    assert "unreadable DVC runs file" in capsys.readouterr().err

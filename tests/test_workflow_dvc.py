@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,15 @@ def _dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return out
 
 
+def _runs_file(project: Path, check: bool = False) -> subprocess.CompletedProcess:
+    """``python -m fmcore.config dvc-runs`` in ``project``: writes (or checks) params/dvc/smoke.runs.yaml."""
+    cmd = [sys.executable, "-m", "fmcore.config", "dvc-runs", "--params", "params/smoke.yaml"]
+    out = subprocess.run([*cmd, *(["--check"] if check else [])], cwd=project, env=env(), capture_output=True, check=False,
+                         text=True, timeout=120)
+    assert check or out.returncode == 0, out.stderr
+    return out
+
+
 def _git(*args: str, cwd: Path) -> str:
     out = subprocess.run(["git", *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"git {' '.join(args)}: {out.stderr[-2000:]}"
@@ -49,6 +59,7 @@ def project(tmp_path: Path) -> Path:
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "fmcore", tmp_path / "fmcore", ignore=shutil.ignore_patterns("__pycache__"))
     write_yaml(tmp_path / "params" / "smoke.yaml", _tiny_params())
+    _runs_file(tmp_path)
     (tmp_path / ".gitignore").write_text("/mlflow.db*\n/mlartifacts/\n")
     _git("init", "-q", cwd=tmp_path)
     _git("config", "user.email", "test@example.invalid", cwd=tmp_path)
@@ -65,15 +76,42 @@ def test_params_file_named_once_and_paper_grid_resolves(tmp_path):
     lines = [ln.strip() for ln in text.splitlines()
              if "params/smoke.yaml" in ln and not ln.strip().startswith("#")]
     assert lines == ["- params/smoke.yaml", "- params_file: params/smoke.yaml"]
-    (tmp_path / "params").mkdir()
-    shutil.copy(ROOT / "params" / "paper.yaml", tmp_path / "params" / "paper.yaml")
-    (tmp_path / "dvc.yaml").write_text(text.replace("params/smoke.yaml", "params/paper.yaml"))
+    assert [ln.strip() for ln in text.splitlines() if "smoke.runs.yaml" in ln and not ln.strip().startswith("#")] \
+        == ["- params/dvc/smoke.runs.yaml"]
+    (tmp_path / "params" / "dvc").mkdir(parents=True)
+    for name in ("paper.yaml", "dvc/paper.runs.yaml"):
+        shutil.copy(ROOT / "params" / name, tmp_path / "params" / name)
+    (tmp_path / "dvc.yaml").write_text(text.replace("params/smoke.yaml", "params/paper.yaml")
+                                       .replace("params/dvc/smoke.runs.yaml", "params/dvc/paper.runs.yaml"))
     _dvc("init", "--no-scm", "-q", cwd=tmp_path)
     stages = _dvc("stage", "list", "--name-only", cwd=tmp_path).stdout.split()
     paper = load_yaml(ROOT / "params" / "paper.yaml")
     assert {f"train@{job}" for job in paper["jobs"]} <= set(stages)
     shown = _dvc("stage", "list", cwd=tmp_path).stdout
-    assert "params/smoke.yaml" not in (tmp_path / "dvc.yaml").read_text() and "report" in stages, shown
+    assert "smoke.yaml" not in (tmp_path / "dvc.yaml").read_text() and "report" in stages, shown
+    assert "smoke.runs.yaml" not in (tmp_path / "dvc.yaml").read_text()
+
+
+def test_seeds_give_a_stage_per_run_with_the_seed_in_name_path_and_command(tmp_path):
+    """With the claims grid (3 seeds): train@/evaluate@<job>-seed<k> with --seed k and <method>/seed<k>."""
+    from dvc.repo import Repo
+
+    text = (ROOT / "dvc.yaml").read_text()
+    (tmp_path / "params" / "dvc").mkdir(parents=True)
+    for name in ("claims.yaml", "dvc/claims.runs.yaml"):
+        shutil.copy(ROOT / "params" / name, tmp_path / "params" / name)
+    (tmp_path / "dvc.yaml").write_text(text.replace("params/smoke.yaml", "params/claims.yaml")
+                                       .replace("params/dvc/smoke.runs.yaml", "params/dvc/claims.runs.yaml"))
+    _dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    stages = {s.name: s for s in Repo(str(tmp_path)).index.stages}
+    claims = load_yaml(ROOT / "params" / "claims.yaml")
+    assert len(stages) == 2 + 2 + 2 * 3 * len(claims["jobs"]) + 1
+    train, ev = stages["train@digits-ot_cfm-seed2"], stages["evaluate@digits-ot_cfm-seed2"]
+    assert train.cmd.endswith("--dataset digits --method ot_cfm --seed 2")
+    assert ev.cmd.endswith("--dataset digits --method ot_cfm --seed 2")
+    assert "results/claims/digits/ot_cfm/seed2/checkpoint.pt" in {str(o) for o in train.outs}
+    assert "results/claims/digits/ot_cfm/seed2/checkpoint.pt" in {str(d) for d in ev.deps}
+    assert "train@digits-ot_cfm" not in stages
 
 
 def _would_run(project: Path) -> set[str]:
@@ -103,10 +141,11 @@ def test_dvc_repro_then_one_lr_change_reruns_only_that_job(project):
     write_yaml(project / "params/smoke.yaml", params)
 
     status = _dvc("status", cwd=project, check=False).stdout
-    assert re.findall(r"^(\S+):$", status, re.M) == ["train@checkerboard-fm_vp", "evaluate@checkerboard-fm_vp"]
-    # --dry judges each stage on its current deps; the report follows once they have run
-    assert _would_run(project) == {"train@checkerboard-fm_vp", "evaluate@checkerboard-fm_vp"}
+    # the report depends on the whole params file (its runs-file check), so it is listed too
+    assert re.findall(r"^(\S+):$", status, re.M) == ["train@checkerboard-fm_vp", "evaluate@checkerboard-fm_vp",
+                                                      "report"]
     changed = {"train@checkerboard-fm_vp", "evaluate@checkerboard-fm_vp", "report"}
+    assert _would_run(project) == changed
 
     ran = _dvc("repro", cwd=project).stdout
     assert set(re.findall(r"Running stage '([^']+)'", ran)) == changed
@@ -152,3 +191,37 @@ def _walk(node):
     elif isinstance(node, list):
         for v in node:
             yield from _walk(v)
+
+
+def test_dvc_repro_with_seeds_and_a_stale_runs_file_refused(project):
+    """Two seeds: one stage per (job, seed) in seed<k>/ directories; a seed added to the params
+    without regenerating the runs file stops the report with the command that fixes it; after
+    regenerating, only the new seed's stages (and the report) run."""
+    params = load_yaml(project / "params/smoke.yaml")
+    params["seeds"] = [0, 1]
+    write_yaml(project / "params/smoke.yaml", params)
+    _runs_file(project)
+    ran = set(re.findall(r"Running stage '([^']+)'", _dvc("repro", cwd=project).stdout))
+    runs = {f"{job}-seed{k}" for job in JOBS for k in (0, 1)}
+    assert ran == {"prepare@checkerboard", "reference@checkerboard", "report",
+                   *(f"{stage}@{run}" for stage in ("train", "evaluate") for run in runs)}
+    for k in (0, 1):
+        assert (project / f"results/smoke/checkerboard/fm_ot/seed{k}/eval/metrics.json").is_file()
+    assert not (project / "results/smoke/checkerboard/fm_ot/checkpoint.pt").exists()
+    seeds_csv = (project / "reports/smoke/table1_seeds.csv").read_text()
+    assert seeds_csv.count("fm_ot") >= 2 and seeds_csv.count("fm_vp") >= 2, seeds_csv
+
+    kept = project / "results/smoke/checkerboard/fm_ot/seed0/checkpoint.pt"
+    before = kept.stat().st_mtime_ns
+    params["seeds"] = [0, 1, 2]
+    write_yaml(project / "params/smoke.yaml", params)
+    failed = _dvc("repro", cwd=project, check=False)
+    text = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "stale" in text and "missing run 'checkerboard-fm_ot-seed2'" in text, text
+    assert "python -m fmcore.config dvc-runs --params params/smoke.yaml" in text
+    assert _runs_file(project, check=True).returncode == 2
+
+    _runs_file(project)
+    ran = set(re.findall(r"Running stage '([^']+)'", _dvc("repro", cwd=project).stdout))
+    assert ran == {"report", *(f"{stage}@{job}-seed2" for stage in ("train", "evaluate") for job in JOBS)}
+    assert kept.stat().st_mtime_ns == before

@@ -5,7 +5,8 @@ what its training and evaluation will do first, at the job's real model, per-GPU
 precision: one training step through :func:`fmcore.training.loop.train_loop` (the real Adam,
 EMA, autocast and checkpoint writer), a reload of that checkpoint through the evaluation's
 :func:`fmcore.evaluation.model.load_eval_model`, and one batch of each evaluation part at the
-configured evaluation batch sizes (``fmcore.canary.probe``). It reports OK/FAIL, times, peak
+configured evaluation batch sizes (``fmcore.canary.probe``; the methods of one network share
+one build and one checkpoint round trip). It reports OK/FAIL, times, peak
 memory and, where a CUDA batch does not fit, the largest that does (``fmcore.canary.table``).
 Layers: ``__main__`` (CLI) -> ``table`` / ``probe`` -> ``memory`` / ``synthetic`` -> fmcore.
 """

@@ -84,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True  # as fmcore.train sets them
         torch.backends.cudnn.allow_tf32 = True
     start = time.perf_counter()
-    checks = []
+    checks, shared = [], {}  # shared: the network of the current dataset (fmcore.canary.probe)
     with tempfile.TemporaryDirectory(prefix="fmrepro-canary-", dir=args.workdir) as tmp:
         for dataset, method in selected:
             print(f"canary {dataset}-{method} on {device} ...", file=sys.stderr, flush=True)
             job = resolve_job(params, dataset, method, seed=seeds_of(params, dataset, method)[0])  # one per job
             checks.append(check_job(job, device, synthetic=args.synthetic,
-                                    workdir=Path(tmp), max_batch=cap))
+                                    workdir=Path(tmp), max_batch=cap, shared=shared))
             if not checks[-1].ok:
                 print(f"  FAIL: {checks[-1].error}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - start

@@ -45,6 +45,7 @@ class JobCheck:
     save_seconds: float | None = None
     load_seconds: float | None = None
     checkpoint_bytes: int = 0
+    shared_with: str = ""  # the job whose checkpoint round trip this job's network came from
     peak_bytes: int = 0
     memory_kind: str = ""
     parts: list[PartCheck] = field(default_factory=list)

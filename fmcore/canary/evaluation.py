@@ -51,17 +51,27 @@ def _features(job: dict, synthetic: bool, device: torch.device) -> tuple[Callabl
     return lambda x: image_features(model_to_uint8(x), net, device), "Inception (clean-fid)"
 
 
-def evaluate_parts(job: dict, checkpoint: Path, test: object, device: torch.device, check: JobCheck,
-                   cap: int, synthetic: bool) -> None:
-    """Reload ``checkpoint`` as evaluation does, then run one batch of each part into ``check``."""
-    from fmcore.evaluation.model import load_eval_model
+def evaluate_parts(job: dict, checkpoint: Path | None, test: object, device: torch.device, check: JobCheck,
+                   cap: int, synthetic: bool, reloaded: torch.nn.Module | None = None) -> torch.nn.Module:
+    """Reload ``checkpoint`` as evaluation does (or, when it is None, take the network ``reloaded``
+    from another job's checkpoint, read through this job's path), then run one batch of each part
+    into ``check``. Returns the reloaded network."""
+    from types import SimpleNamespace
+
+    from fmcore.evaluation.model import field_of, load_eval_model
     from fmcore.likelihood import divergence
 
     cfg = job["evaluate"]
-    start = time.perf_counter()
-    ev = load_eval_model(job, checkpoint, use_ema=bool(cfg.get("ema", True)), device=device)
-    check.load_seconds = round(time.perf_counter() - start, 3)
-    check.checkpoint_bytes = checkpoint.stat().st_size
+    if checkpoint is not None:
+        start = time.perf_counter()
+        ev = load_eval_model(job, checkpoint, use_ema=bool(cfg.get("ema", True)), device=device)
+        check.load_seconds = round(time.perf_counter() - start, 3)
+        reloaded = ev.network
+    elif reloaded is None:
+        raise ValueError("evaluate_parts: neither a checkpoint nor a reloaded network")
+    else:
+        v, path, _ = field_of(reloaded, job["path"])
+        ev = SimpleNamespace(v=v, path=path)
     shape = tuple(test.get_batch(np.arange(1)).shape[1:])
 
     def nll(section: dict) -> Callable[[int], None]:
@@ -122,3 +132,4 @@ def evaluate_parts(job: dict, checkpoint: Path, test: object, device: torch.devi
     else:  # on the batch the sampler produced (the cap or its OOM halving already applied)
         fit_batch(part, featurize, device, check.parts[-1].batch)
     check.parts.append(part)
+    return reloaded

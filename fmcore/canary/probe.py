@@ -17,13 +17,23 @@ The batch of a training step is one DDP rank's micro-batch: ``batch_size / micro
 caps every batch (the CPU default of the CLI). On CUDA a batch that runs out of memory is
 halved until one fits; the check then names the largest that fits and the
 ``micro_batches`` / batch size to set.
+
+The jobs of one network (one dataset and ``models.<dataset>``: the methods of a dataset) share
+it: it is built once (:class:`Network`), each job trains one step of it with its own path and
+objective, and only the network's first job writes and reloads the checkpoint; the others
+evaluate that reloaded network through their own path (``fmcore.evaluation.model.field_of``)
+and their row names the job whose round trip it was. The checkpoint's bytes and code are the
+same for every method of a network, and on a CPU the writes were most of the canary's time
+(one 2.5-8 GiB ``checkpoint.pt`` per job of ``params/paper.yaml``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,11 +51,29 @@ from fmcore.canary.evaluation import evaluate_parts
 from fmcore.canary.memory import PeakMemory
 from fmcore.canary.synthetic import SyntheticDataset
 
-__all__ = ["JobCheck", "PartCheck", "check_job", "rank_batch"]
+__all__ = ["JobCheck", "Network", "PartCheck", "check_job", "rank_batch"]
+
+
+@dataclass
+class Network:
+    """The network the jobs of one dataset and model configuration share (module docstring)."""
+
+    key: str  # network_key(job)
+    model: torch.nn.Module | None = None  # built by the first job; each job's step trains it in place
+    reloaded: torch.nn.Module | None = None  # the first job's reloaded checkpoint weights
+    first: str = ""  # the job whose checkpoint round trip ``reloaded`` came from
+    checkpoint_bytes: int = 0
+
+
+def network_key(job: dict) -> str:
+    """Jobs with equal keys train the same network: their dataset and model configuration."""
+    return f"{job['dataset']}:{json.dumps(job['model'], sort_keys=True)}"
 
 
 def _train(job: dict, data: object, device: torch.device, run_dir: Path, check: JobCheck,
-           cap: int) -> Path:
+           cap: int, net: Network) -> Path | None:
+    """One step of ``job`` through ``train_loop``; writes ``checkpoint.pt`` unless the network's
+    checkpoint was already round-tripped by an earlier job (then returns None)."""
     from fmcore.models import build_model
     from fmcore.objectives import build_objective
     from fmcore.paths import build_path
@@ -63,14 +91,17 @@ def _train(job: dict, data: object, device: torch.device, run_dir: Path, check: 
                 "lr_schedule": {**job["train"]["lr_schedule"], "warmup_steps": 0}}  # a 1-step run: no warm-up
         if isinstance(data, SyntheticDataset):
             data.length = max(data.length, batch)
-        torch.manual_seed(int(tcfg["seed"]))
         path = build_path(job["path"])
-        model = build_model(job["model"])
+        if net.model is None:
+            torch.manual_seed(int(tcfg["seed"]))
+            net.model = build_model(job["model"])
+        save = net.reloaded is None
         start = time.perf_counter()
-        result = train_loop(model=model, objective=build_objective(job["path"], path), dataset=data,
+        result = train_loop(model=net.model, objective=build_objective(job["path"], path), dataset=data,
                             job={**job, "train": tcfg}, run_dir=run_dir, steps=1, device=device,
-                            progress_stream=io.StringIO())
-        check.save_seconds = round(time.perf_counter() - start - result.seconds, 3)
+                            progress_stream=io.StringIO(), save_final=save)
+        if save:
+            check.save_seconds = round(time.perf_counter() - start - result.seconds, 3)
         out["checkpoint"] = result.checkpoint
         return result.seconds
 
@@ -81,11 +112,12 @@ def _train(job: dict, data: object, device: torch.device, run_dir: Path, check: 
         check.advice.append(f"train: a micro-batch of {micro} does not fit, {part.batch} does: set "
                             f"train.{job['dataset']}.micro_batches: {need}" if need else
                             f"train: only a micro-batch of {part.batch} fits; no valid micro_batches")
-    return out["checkpoint"]
+    return out.get("checkpoint")
 
 
 def check_job(job: dict, device: torch.device, *, synthetic: bool, workdir: Path, max_batch: int = 0,
-              train_data: object | None = None, test_data: object | None = None) -> JobCheck:
+              train_data: object | None = None, test_data: object | None = None,
+              shared: dict[str, Network] | None = None) -> JobCheck:
     """Run the canary on one resolved job (``fmcore.config.resolve_job``); never raises for the job's own
     failures: they are the returned check's ``error`` (first line).
 
@@ -97,6 +129,8 @@ def check_job(job: dict, device: torch.device, *, synthetic: bool, workdir: Path
         max_batch: cap on every batch (0: none).
         train_data: the prepared training split (real data; loaded here when None).
         test_data: the prepared test split (real data; loaded here when None).
+        shared: the network of the previous job(s), kept across calls (module docstring): a job
+            of the same network reuses it, another one replaces it. None: nothing shared.
     """
     from fmcore.plan.profile import sample_shape
 
@@ -104,6 +138,11 @@ def check_job(job: dict, device: torch.device, *, synthetic: bool, workdir: Path
     check = JobCheck(key, job["dataset"], job["method"], str(device))
     memory = PeakMemory(device)
     run_dir = Path(workdir) / key
+    shared = {} if shared is None else shared
+    net = shared.get(network_key(job))
+    if net is None:
+        shared.clear()  # one network held at a time: the grid lists a dataset's jobs together
+        net = shared[network_key(job)] = Network(network_key(job))
     free_memory(device)
     memory.reset()
     try:
@@ -116,8 +155,14 @@ def check_job(job: dict, device: torch.device, *, synthetic: bool, workdir: Path
 
             train_data = load_split(job["paths"]["data_dir"], "train")
             test_data = load_split(job["paths"]["data_dir"], "test")
-        checkpoint = _train(job, train_data, device, run_dir, check, max_batch)
-        evaluate_parts(job, checkpoint, test_data, device, check, max_batch, synthetic)
+        checkpoint = _train(job, train_data, device, run_dir, check, max_batch, net)
+        if checkpoint is not None:
+            net.first, net.checkpoint_bytes = key, checkpoint.stat().st_size
+        else:
+            check.shared_with = net.first
+        net.reloaded = evaluate_parts(job, checkpoint, test_data, device, check, max_batch, synthetic,
+                                      reloaded=net.reloaded)
+        check.checkpoint_bytes = net.checkpoint_bytes
         check.ok = True
     except Exception as exc:  # noqa: BLE001 - the canary reports any failure of the job in one line
         check.error = first_line(exc)

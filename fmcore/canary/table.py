@@ -35,7 +35,9 @@ def _row(c: JobCheck) -> list[str]:
         shown = "= nll" if p.note == "= nll" else shown
         evals.append(f"{p.name} {shown}" + (" (OOM at " + str(p.wanted) + ")" if p.status == "oom" else ""))
     ckpt = f"{_seconds(c.save_seconds)}/{_seconds(c.load_seconds)}"
-    if c.checkpoint_bytes:
+    if c.shared_with:
+        ckpt = f"= {c.shared_with}"
+    elif c.checkpoint_bytes:
         ckpt += f" ({_gb(c.checkpoint_bytes)})"
     notes = []
     if c.capped_at:
@@ -58,7 +60,9 @@ def format_table(checks: list[JobCheck], header_note: str = "") -> str:
     kinds = sorted({c.memory_kind for c in checks if c.memory_kind})
     legend = ("step s: one optimizer step of one micro-batch (first step: includes warm-up); evaluation "
               "batches: one NFE of each part (nll/dt_nll with the divergence, sample without gradients), "
-              f"features: the quality metric's network; peak memory: {', '.join(kinds) or 'n/a'}")
+              f"features: the quality metric's network; peak memory: {', '.join(kinds) or 'n/a'}"
+              + ("; ckpt '= job': the network's checkpoint round trip was that job's (the methods of a "
+                 "network share it)" if any(c.shared_with for c in checks) else ""))
     failed = sum(not c.ok for c in checks)
     summary = f"{len(checks) - failed} of {len(checks)} job(s) OK" + (f", {failed} FAILED" if failed else "")
     return "\n".join([*lines, "", legend, *([header_note] if header_note else []), summary]) + "\n"

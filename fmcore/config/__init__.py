@@ -17,6 +17,7 @@ from fmcore.config.params import (
     run_name,
     runs,
     seeds_of,
+    stage_resources,
     uses_auto,
     validate_params,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "run_name",
     "runs",
     "seeds_of",
+    "stage_resources",
     "uses_auto",
     "validate_params",
 ]

@@ -147,7 +147,7 @@ def _check_resources(params: dict, source: str) -> None:
     sections += [(f"jobs.{k}.resources", deep_merge(params["resources"].get(j["dataset"], {}), j["resources"]))
                  for k, j in params["jobs"].items() if "resources" in j]
     for where, res in sections:
-        for stage, r in [("", res)] + [(f".{s}", {**res, **res[s]}) for s in ("prepare", "evaluate") if s in res]:
+        for stage, r in [("", res)] + [(f".{s}", stage_resources(res, s)) for s in ("prepare", "evaluate") if s in res]:
             if r.get("runtime") == "auto" and "max_runtime" not in r:
                 raise ParamsError(f"{source}: {where}{stage}.runtime: auto needs max_runtime (the site's limit in "
                                   "minutes) beside it")
@@ -187,6 +187,12 @@ def deep_merge(base: dict, override: dict | None) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def stage_resources(res: dict, stage: str) -> dict:
+    """The resources one stage runs with: a ``resources`` section overridden by its ``prepare`` or
+    ``evaluate`` part (``stage`` = ``"train"`` or any stage without a part: the section itself)."""
+    return deep_merge(res, res.get(stage) if isinstance(res.get(stage), dict) else None)
 
 
 def jobs(params: dict) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from fmcore.objectives import build_objective
 from fmcore.paths import GaussianPath, build_path, velocity_field
 from fmcore.training.checkpoint import CheckpointError, load_checkpoint, load_weights
 
-__all__ = ["EvalModel", "file_sha256", "load_eval_model"]
+__all__ = ["EvalModel", "field_of", "file_sha256", "load_eval_model"]
 
 
 @dataclass
@@ -37,6 +37,7 @@ class EvalModel:
     checkpoint: Path
     checkpoint_sha256: str
     device: torch.device = torch.device("cpu")
+    network: torch.nn.Module | None = None  # the network inside ``v`` (eval mode, no gradients)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -67,11 +68,17 @@ def load_eval_model(job: dict, checkpoint: str | Path, use_ema: bool = True,
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    path_cfg = ckpt["path_config"]
+    v, path, prediction = field_of(model, ckpt["path_config"])
+    return EvalModel(
+        v=v, path=path, prediction=prediction, step=int(ckpt["step"]),
+        train_run_id=ckpt.get("mlflow_run_id"), checkpoint=checkpoint,
+        checkpoint_sha256=file_sha256(checkpoint), device=torch.device(device), network=model,
+    )  # fmt: skip
+
+
+def field_of(model: torch.nn.Module, path_cfg: dict) -> tuple[Callable, GaussianPath, str]:
+    """``(v, path, prediction)``: the probability-flow field v(t, x) of a network trained on the
+    path ``path_cfg`` (a job's ``path`` section), read through its objective's prediction type."""
     path = build_path(path_cfg)
     prediction = build_objective(path_cfg, path).prediction
-    return EvalModel(
-        v=velocity_field(model, path, prediction), path=path, prediction=prediction, step=int(ckpt["step"]),
-        train_run_id=ckpt.get("mlflow_run_id"), checkpoint=checkpoint,
-        checkpoint_sha256=file_sha256(checkpoint), device=torch.device(device),
-    )  # fmt: skip
+    return velocity_field(model, path, prediction), path, prediction

@@ -28,7 +28,7 @@ import copy
 import math
 from pathlib import Path
 
-from fmcore.config import ParamsError, deep_merge, resolve_job, seeds_of, uses_auto
+from fmcore.config import ParamsError, deep_merge, resolve_job, seeds_of, stage_resources, uses_auto
 from fmcore.plan.costs import OVERHEAD_MIN, JobPlan, plan_job, profile_entry, shards_needed
 from fmcore.plan.nfe import ExpectedNFE, expected_nfe
 from fmcore.plan.profile import load_profile
@@ -40,40 +40,39 @@ MIN_RUNTIME = 10
 DEFAULTS = {"assume_speedup": 1.0, "safety_factor": 1.5, "ddp_efficiency": 0.9, "nfe": 100.0}
 
 
-def _stage(res: dict, stage: str) -> dict:
-    """The resources a stage runs with: the section, overridden by its ``prepare``/``evaluate`` part."""
-    return {**res, **(res.get(stage) or {})} if stage else res
+def _cap(res: dict, section: dict) -> int:
+    """The limit an ``auto`` runtime falls back to: the stage section's ``max_runtime``, else the base's."""
+    return int(section.get("max_runtime", res.get("max_runtime", 60)))
 
 
 def _minutes(seconds: float, cap: int, extra: float = 0.0) -> int:
     return int(min(cap, max(MIN_RUNTIME, math.ceil(seconds / 60 + extra + OVERHEAD_MIN))))
 
 
-def _job_plan(params: dict, job: dict, plan_cfg: dict, profile: dict, source: str) -> JobPlan:
+def _job_plan(job: dict, nfe_table: dict, plan_cfg: dict, profile: dict, source: str) -> JobPlan:
     assumed = ExpectedNFE(plan_cfg["nfe"], plan_cfg["nfe"], "plan.nfe (assumed)")
-    nfe = expected_nfe(params["experiment"], use_mlflow=False).get((job["dataset"], job["method"]), assumed)
+    nfe = nfe_table.get((job["dataset"], job["method"]), assumed)
     job = copy.deepcopy(job)  # placeholders for what is being decided (plan_job needs numbers)
     for section in (job["resources"], job["resources"].get("evaluate") or {}):
         if section.get("runtime") == AUTO:
-            section["runtime"] = int(_stage(job["resources"], "").get("max_runtime", 60)
-                                     if "max_runtime" not in section else section["max_runtime"])
+            section["runtime"] = _cap(job["resources"], section)
     if job["evaluate"].get("shards") == AUTO:
         job["evaluate"]["shards"] = 1
     return plan_job(job, profile_entry(profile, job, source), nfe, speedup=plan_cfg["assume_speedup"],
                     ddp_efficiency=plan_cfg["ddp_efficiency"], safety_factor=plan_cfg["safety_factor"])
 
 
-def _resolve_job(params: dict, key: str, plan_cfg: dict, profile: dict, source: str) -> dict:
+def _resolve_job(params: dict, key: str, nfe_table: dict, plan_cfg: dict, profile: dict, source: str) -> dict:
     """The ``resources`` / ``evaluate`` overrides that replace ``auto`` for one job."""
     spec = params["jobs"][key]
     # resources and evaluate sections are the same for every seed of a job: its first seed's
     job = resolve_job(params, spec["dataset"], spec["method"],
                       seed=seeds_of(params, spec["dataset"], spec["method"])[0])
     res, ev = job["resources"], job["evaluate"]
-    train_res, eval_res = _stage(res, ""), _stage(res, "evaluate")
+    train_res, eval_res = res, stage_resources(res, "evaluate")
     if AUTO not in (train_res.get("runtime"), eval_res.get("runtime"), ev.get("shards")):
         return {}
-    plan = _job_plan(params, job, plan_cfg, profile, source)
+    plan = _job_plan(job, nfe_table, plan_cfg, profile, source)
     k = plan_cfg["safety_factor"]
     out: dict = {"resources": {}, "evaluate": {}}
     if train_res.get("runtime") == AUTO:
@@ -115,12 +114,12 @@ def resolve_auto(params: dict, source: str = "params") -> dict:
         return params
     plan_cfg, profile, path = _plan_config(params, source)
     out = copy.deepcopy(params)
+    nfe_table = expected_nfe(params["experiment"], use_mlflow=False)  # the paper's Table 1, read once
     for key in params["jobs"]:
-        for part, values in _resolve_job(params, key, plan_cfg, profile, path).items():
+        for part, values in _resolve_job(params, key, nfe_table, plan_cfg, profile, path).items():
             out["jobs"][key][part] = deep_merge(out["jobs"][key].get(part) or {}, values)
     for res in [*out["resources"].values(), *(j.get("resources") or {} for j in out["jobs"].values())]:
         for section in (res, res.get("prepare"), res.get("evaluate")):  # stages without a cost model
             if section and section.get("runtime") == AUTO:
-                section["runtime"] = int(_stage(res, "").get("max_runtime") if "max_runtime" not in section
-                                         else section["max_runtime"])
+                section["runtime"] = _cap(res, section)
     return out

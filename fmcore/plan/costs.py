@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from fmcore.config import stage_resources
 from fmcore.plan.nfe import ExpectedNFE
 from fmcore.plan.profile import model_key
 
@@ -143,7 +144,7 @@ def plan_job(job: dict, entry: dict, expected: ExpectedNFE, speedup: float = 1.0
     parts["figures"] = sum(expected.of(k) * cost("forward", n, n) for k in ("trajectories", "snapshots")
                            if (n := int((ev.get(k) or {}).get("n", 0))))
     eval_gpu_s = sum(parts.values())
-    eval_res = {**res, **(res.get("evaluate") or {})}
+    eval_res = stage_resources(res, "evaluate")
     limit = _usable_s(eval_res)
     shards = int(ev.get("shards", 1))
     suggested = shards_needed(eval_gpu_s - parts["figures"], int(eval_res.get("runtime", 60)), safety_factor)

@@ -54,7 +54,8 @@ def paper_nfe() -> dict[tuple[str, str], ExpectedNFE]:
 
 
 def mlflow_nfe(experiment: str) -> dict[tuple[str, str], ExpectedNFE]:
-    """Mean NFE of the user's finished evaluations of ``experiment`` (empty if there are none)."""
+    """NFE per (dataset, method) from the latest finished evaluation of each job of ``experiment``
+    (its ``nfe``, ``nll_nfe`` and per-part ``<part>/nfe`` metrics; empty if there are none)."""
     from fmcore.tracking.base import absolute_store_uri, fail_fast_http, tracking_uri
 
     uri = tracking_uri()

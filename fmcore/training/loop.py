@@ -57,7 +57,7 @@ class TrainResult:
     seconds: float  # wall time of this call's loop
     cpu_seconds: float  # CPU time of the process (all threads) during the loop
     preempted: bool  # stopped early by a signal; last.pt holds the state
-    checkpoint: Path | None  # the final checkpoint.pt (None when preempted)
+    checkpoint: Path | None  # the final checkpoint.pt (None when preempted or not saved)
 
 
 def _chunks(train_cfg: Mapping[str, Any], denv: DistEnv) -> tuple[int, int]:
@@ -83,6 +83,7 @@ def train_loop(
     resume: Mapping[str, Any] | None = None,  # a loaded last.pt to continue from
     should_stop: Callable[[], bool] = lambda: False,  # polled at each step boundary (signals)
     progress_stream: Any = None,
+    save_final: bool = True,  # False: nothing is written at the end (fmcore.canary's repeated probes)
 ) -> TrainResult:
     """Train ``model`` for ``steps`` updates (see module docstring); returns a :class:`TrainResult`."""
     tcfg = job["train"]
@@ -241,7 +242,7 @@ def train_loop(
     flush_logs()
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     final = None
-    if not preempted:
+    if not preempted and save_final:
         final = save("checkpoint.pt")
         if final is not None:
             link_or_copy(final, run_dir / "last.pt")

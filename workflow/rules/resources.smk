@@ -3,6 +3,7 @@
 import shlex
 
 from fmcore.config import deep_merge
+from fmcore.config import stage_resources as merge_stage
 
 
 # Defaults for keys a params file leaves out of `resources:` (a light CPU job).
@@ -17,8 +18,7 @@ def stage_resources(stage, wildcards):
     base = PARAMS["resources"][wildcards.dataset]
     if "run" in wildcards.keys():
         base = run_job(wildcards)["resources"]
-    res = deep_merge(RESOURCE_DEFAULTS, base)
-    res = deep_merge(res, base.get(stage))
+    res = merge_stage(deep_merge(RESOURCE_DEFAULTS, base), stage)
     res["tasks_per_node"] = res.get("tasks_per_node") or max(res["gpus_per_node"], 1)
     res["stage"] = stage
     return res
