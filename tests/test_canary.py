@@ -120,14 +120,27 @@ def test_oom_halves_until_it_fits_and_names_micro_batches() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
-def test_paper_unet_on_cpu_through_the_cli() -> None:
-    """CI's canary: the paper's real CIFAR-10 U-Net (171 M parameters), batch capped on the CPU."""
+@pytest.mark.timeout(1800)
+def test_paper_grid_on_cpu_through_the_cli(tmp_path: Path) -> None:
+    """CI's canary: all 16 jobs of params/paper.yaml with the paper's real U-Nets (CIFAR-10 171 M to
+    ImageNet 128), batch capped on the CPU; one checkpoint round trip per network."""
+    out_json = tmp_path / "canary.json"
     cmd = [sys.executable, "-m", "fmcore.canary", "--params", PAPER, "--synthetic", "--device", "cpu",
-           "--jobs", "cifar10-fm_ot"]
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1100, check=False)
+           "--out", str(out_json)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1700, check=False)
+    print(out.stdout)  # the table, in the CI log
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-    row = next(ln for ln in out.stdout.splitlines() if ln.startswith("cifar10-fm_ot"))
-    assert row.split()[1] == "OK" and "2 of 128 x1/rank, 2 rank(s)" in row
-    assert "batch capped at 2 (CPU)" in row and "GiB RSS" in row
-    assert "every batch capped at 2 (CPU)" in out.stdout and "1 of 1 job(s) OK" in out.stdout
+    paper = load_params(PAPER)
+    rows = {ln.split()[0]: ln for ln in out.stdout.splitlines() if ln.split() and ln.split()[0] in paper["jobs"]}
+    assert set(rows) == set(paper["jobs"]) and len(rows) == 16
+    assert all(row.split()[1] == "OK" and "batch capped at 2 (CPU)" in row and "GiB RSS" in row
+               for row in rows.values())
+    assert "2 of 128 x1/rank, 2 rank(s)" in rows["cifar10-fm_ot"]
+    assert "= cifar10-fm_ot" in rows["cifar10-scoreflow"] and "= imagenet64-fm_ot" in rows["imagenet64-ddpm"]
+    assert "16 of 16 job(s) OK" in out.stdout and "every batch capped at 2 (CPU)" in out.stdout
+    data = json.loads(out_json.read_text())
+    firsts = [j for j in data["jobs"] if not j["shared_with"]]
+    assert [j["key"] for j in firsts] == ["cifar10-fm_ot", "imagenet32-fm_ot", "imagenet64-fm_ot", "imagenet128-fm_ot"]
+    sizes = [j["checkpoint_bytes"] for j in firsts]  # Adam state + weights + EMA of ever larger U-Nets
+    assert sizes == sorted(sizes) and sizes[0] > 2 * 2**30
+    assert all(j["peak_bytes"] > sizes[0] / 2 for j in data["jobs"])

@@ -75,9 +75,9 @@ def test_bad_seeds_name_the_key(edit, where):
 def test_claims_experiment_has_the_grid_and_the_parts_the_claims_read():
     path = REPO / "params" / "claims.yaml"
     params = load_params(path)
-    assert params["experiment"] == "claims" and params["seeds"] == [0, 1, 2]
+    assert params["experiment"] == "claims" and params["seeds"] == [0, 1, 2, 3, 4]
     grid = runs(params)
-    assert len(grid) == 2 * 7 * 3 and {d for d, _, _, _ in grid} == {"checkerboard", "digits"}
+    assert len(grid) == 2 * 7 * 5 and {d for d, _, _, _ in grid} == {"checkerboard", "digits"}
     assert {m for _, m, _, _ in grid} == {"fm_ot", "fm_vp", "ddpm", "score_ve", "scoreflow", "rectified_flow",
                                           "ot_cfm"}
     for dataset in ("checkerboard", "digits"):

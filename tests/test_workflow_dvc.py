@@ -93,7 +93,7 @@ def test_params_file_named_once_and_paper_grid_resolves(tmp_path):
 
 
 def test_seeds_give_a_stage_per_run_with_the_seed_in_name_path_and_command(tmp_path):
-    """With the claims grid (3 seeds): train@/evaluate@<job>-seed<k> with --seed k and <method>/seed<k>."""
+    """With the claims grid (5 seeds): train@/evaluate@<job>-seed<k> with --seed k and <method>/seed<k>."""
     from dvc.repo import Repo
 
     text = (ROOT / "dvc.yaml").read_text()
@@ -105,7 +105,7 @@ def test_seeds_give_a_stage_per_run_with_the_seed_in_name_path_and_command(tmp_p
     _dvc("init", "--no-scm", "-q", cwd=tmp_path)
     stages = {s.name: s for s in Repo(str(tmp_path)).index.stages}
     claims = load_yaml(ROOT / "params" / "claims.yaml")
-    assert len(stages) == 2 + 2 + 2 * 3 * len(claims["jobs"]) + 1
+    assert len(stages) == 2 + 2 + 2 * len(claims["seeds"]) * len(claims["jobs"]) + 1
     train, ev = stages["train@digits-ot_cfm-seed2"], stages["evaluate@digits-ot_cfm-seed2"]
     assert train.cmd.endswith("--dataset digits --method ot_cfm --seed 2")
     assert ev.cmd.endswith("--dataset digits --method ot_cfm --seed 2")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import time
 from collections.abc import Callable
@@ -77,10 +79,18 @@ def first_line(exc: BaseException) -> str:
 
 
 def free_memory(device: torch.device) -> None:
-    """Collect garbage and return cached CUDA blocks (between jobs and after an OOM)."""
+    """Collect garbage and return cached CUDA blocks (between jobs and after an OOM).
+
+    On a CPU also glibc's ``malloc_trim(0)``: freed tensors of an earlier, smaller network stay in
+    the heap otherwise, and the next job's RSS high-water would count them (measured: ImageNet
+    128's peak 14.9 GiB after the 15 other paper jobs in one process, vs 11.0 GiB alone).
+    """
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    else:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def fit_batch(part: PartCheck, run: Callable[[int], float | None], device: torch.device, cap: int) -> None:

@@ -69,7 +69,8 @@ def evaluate_parts(job: dict, checkpoint: Path | None, test: object, device: tor
         reloaded = ev.network
     elif reloaded is None:
         raise ValueError("evaluate_parts: neither a checkpoint nor a reloaded network")
-    else:
+    else:  # frozen, as load_eval_model leaves it
+        reloaded.to(device).eval().requires_grad_(False)
         v, path, _ = field_of(reloaded, job["path"])
         ev = SimpleNamespace(v=v, path=path)
     shape = tuple(test.get_batch(np.arange(1)).shape[1:])

@@ -19,10 +19,11 @@ halved until one fits; the check then names the largest that fits and the
 ``micro_batches`` / batch size to set.
 
 The jobs of one network (one dataset and ``models.<dataset>``: the methods of a dataset) share
-it: it is built once (:class:`Network`), each job trains one step of it with its own path and
-objective, and only the network's first job writes and reloads the checkpoint; the others
-evaluate that reloaded network through their own path (``fmcore.evaluation.model.field_of``)
-and their row names the job whose round trip it was. The checkpoint's bytes and code are the
+it: it is built once (:class:`Network`, one copy held at a time, as in the real jobs), each job
+trains one step of it with its own path and objective, and only the network's first job writes
+and reloads the checkpoint; the others train and evaluate that reloaded network, read through
+their own path (``fmcore.evaluation.model.field_of``), and their row names the job whose round
+trip it was. The checkpoint's bytes and code are the
 same for every method of a network, and on a CPU the writes were most of the canary's time
 (one 2.5-8 GiB ``checkpoint.pt`` per job of ``params/paper.yaml``).
 """
@@ -59,9 +60,10 @@ class Network:
     """The network the jobs of one dataset and model configuration share (module docstring)."""
 
     key: str  # network_key(job)
-    model: torch.nn.Module | None = None  # built by the first job; each job's step trains it in place
-    reloaded: torch.nn.Module | None = None  # the first job's reloaded checkpoint weights
-    first: str = ""  # the job whose checkpoint round trip ``reloaded`` came from
+    # the one copy held: built by the first job, then its reloaded checkpoint; each later job
+    # trains one step of it and evaluates it (as training and evaluation would, one at a time)
+    model: torch.nn.Module | None = None
+    first: str = ""  # the job whose checkpoint round trip ``model`` came from ("": none yet)
     checkpoint_bytes: int = 0
 
 
@@ -95,7 +97,8 @@ def _train(job: dict, data: object, device: torch.device, run_dir: Path, check: 
         if net.model is None:
             torch.manual_seed(int(tcfg["seed"]))
             net.model = build_model(job["model"])
-        save = net.reloaded is None
+        net.model.requires_grad_(True)  # a reloaded network comes back frozen for evaluation
+        save = not net.first
         start = time.perf_counter()
         result = train_loop(model=net.model, objective=build_objective(job["path"], path), dataset=data,
                             job={**job, "train": tcfg}, run_dir=run_dir, steps=1, device=device,
@@ -156,12 +159,15 @@ def check_job(job: dict, device: torch.device, *, synthetic: bool, workdir: Path
             train_data = load_split(job["paths"]["data_dir"], "train")
             test_data = load_split(job["paths"]["data_dir"], "test")
         checkpoint = _train(job, train_data, device, run_dir, check, max_batch, net)
-        if checkpoint is not None:
-            net.first, net.checkpoint_bytes = key, checkpoint.stat().st_size
+        if checkpoint is not None:  # evaluation reloads it: the trained copy is dropped first
+            net.model = None
+            free_memory(device)
         else:
             check.shared_with = net.first
-        net.reloaded = evaluate_parts(job, checkpoint, test_data, device, check, max_batch, synthetic,
-                                      reloaded=net.reloaded)
+        net.model = evaluate_parts(job, checkpoint, test_data, device, check, max_batch, synthetic,
+                                   reloaded=net.model)
+        if checkpoint is not None:
+            net.first, net.checkpoint_bytes = key, checkpoint.stat().st_size
         check.checkpoint_bytes = net.checkpoint_bytes
         check.ok = True
     except Exception as exc:  # noqa: BLE001 - the canary reports any failure of the job in one line
