@@ -70,6 +70,17 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _switch_experiment(project: Path, name: str) -> None:
+    """A DVC project in ``project`` with the real dvc.yaml switched, as documented, to params/<name>.yaml."""
+    (project / "params" / "dvc").mkdir(parents=True)
+    for file in (f"{name}.yaml", f"dvc/{name}.runs.yaml"):
+        shutil.copy(ROOT / "params" / file, project / "params" / file)
+    text = (ROOT / "dvc.yaml").read_text()
+    (project / "dvc.yaml").write_text(text.replace("params/smoke.yaml", f"params/{name}.yaml")
+                                      .replace("params/dvc/smoke.runs.yaml", f"params/dvc/{name}.runs.yaml"))
+    _dvc("init", "--no-scm", "-q", cwd=project)
+
+
 def test_params_file_named_once_and_paper_grid_resolves(tmp_path):
     """dvc.yaml names the params file only in `vars`; pointing it at paper.yaml gives the paper grid."""
     text = (ROOT / "dvc.yaml").read_text()
@@ -78,12 +89,7 @@ def test_params_file_named_once_and_paper_grid_resolves(tmp_path):
     assert lines == ["- params/smoke.yaml", "- params_file: params/smoke.yaml"]
     assert [ln.strip() for ln in text.splitlines() if "smoke.runs.yaml" in ln and not ln.strip().startswith("#")] \
         == ["- params/dvc/smoke.runs.yaml"]
-    (tmp_path / "params" / "dvc").mkdir(parents=True)
-    for name in ("paper.yaml", "dvc/paper.runs.yaml"):
-        shutil.copy(ROOT / "params" / name, tmp_path / "params" / name)
-    (tmp_path / "dvc.yaml").write_text(text.replace("params/smoke.yaml", "params/paper.yaml")
-                                       .replace("params/dvc/smoke.runs.yaml", "params/dvc/paper.runs.yaml"))
-    _dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    _switch_experiment(tmp_path, "paper")
     stages = _dvc("stage", "list", "--name-only", cwd=tmp_path).stdout.split()
     paper = load_yaml(ROOT / "params" / "paper.yaml")
     assert {f"train@{job}" for job in paper["jobs"]} <= set(stages)
@@ -96,13 +102,7 @@ def test_seeds_give_a_stage_per_run_with_the_seed_in_name_path_and_command(tmp_p
     """With the claims grid (5 seeds): train@/evaluate@<job>-seed<k> with --seed k and <method>/seed<k>."""
     from dvc.repo import Repo
 
-    text = (ROOT / "dvc.yaml").read_text()
-    (tmp_path / "params" / "dvc").mkdir(parents=True)
-    for name in ("claims.yaml", "dvc/claims.runs.yaml"):
-        shutil.copy(ROOT / "params" / name, tmp_path / "params" / name)
-    (tmp_path / "dvc.yaml").write_text(text.replace("params/smoke.yaml", "params/claims.yaml")
-                                       .replace("params/dvc/smoke.runs.yaml", "params/dvc/claims.runs.yaml"))
-    _dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    _switch_experiment(tmp_path, "claims")
     stages = {s.name: s for s in Repo(str(tmp_path)).index.stages}
     claims = load_yaml(ROOT / "params" / "claims.yaml")
     assert len(stages) == 2 + 2 + 2 * len(claims["seeds"]) * len(claims["jobs"]) + 1
