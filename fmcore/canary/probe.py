@@ -142,10 +142,11 @@ def check_job(job: dict, device: torch.device, *, synthetic: bool, workdir: Path
     memory = PeakMemory(device)
     run_dir = Path(workdir) / key
     shared = {} if shared is None else shared
-    net = shared.get(network_key(job))
+    net_key = network_key(job)
+    net = shared.get(net_key)
     if net is None:
         shared.clear()  # one network held at a time: the grid lists a dataset's jobs together
-        net = shared[network_key(job)] = Network(network_key(job))
+        net = shared[net_key] = Network(net_key)
     free_memory(device)
     memory.reset()
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from fmcore.config.params import ParamsError, jobs, runs, seeds_of
+from fmcore.config.params import ParamsError, runs
 
 __all__ = ["check_runs_file", "dvc_runs", "render_runs_file", "runs_file"]
 
@@ -32,11 +32,10 @@ def runs_file(params_path: str | Path) -> Path:
 
 def dvc_runs(params: dict) -> dict[str, dict[str, str]]:
     """``{stage key: {job, dataset, method, run, seed_arg}}`` for every training run, in grid order."""
-    several = {(d, m): len(seeds_of(params, d, m)) > 1 for d, m in jobs(params)}
     out: dict[str, dict[str, str]] = {}
     for dataset, method, seed, run in runs(params):
         job = f"{dataset}-{method}"
-        seeded = several[(dataset, method)]
+        seeded = "/" in run  # run_name: "<method>/seed<k>" exactly when the job has several seeds
         out[f"{job}-seed{seed}" if seeded else job] = {
             "job": job, "dataset": dataset, "method": method, "run": run,
             "seed_arg": f" --seed {seed}" if seeded else ""}
